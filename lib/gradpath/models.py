@@ -1,0 +1,118 @@
+"""The deep MLP the course experiments on, built from ``torch.nn`` parts.
+
+``DeepMLP`` stacks ``depth`` weight layers. Every hidden layer is a :class:`Block`: a linear map,
+an optional normalization and an activation, optionally wrapped in a residual connection. The
+blocks are kept in ``model.blocks`` so probes can hook each layer's output, and every weight layer
+is listed in order by :meth:`DeepMLP.weight_layers`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from gradpath.activations import get_activation
+from gradpath.init import initialize_
+
+NORMALIZATIONS = (None, "batch", "layer", "group")
+RESIDUAL_ORDERS = ("post", "pre")
+
+Normalization = Literal["batch", "layer", "group"] | None
+
+
+def make_norm(kind: str | None, width: int, groups: int = 8) -> nn.Module:
+    """Return the normalization module for ``kind`` (``None`` gives ``nn.Identity``)."""
+    if kind is None:
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    if kind == "group":
+        if width % groups:
+            raise ValueError(f"group norm needs width divisible by {groups}, got {width}")
+        return nn.GroupNorm(groups, width)
+    raise ValueError(f"unknown normalization {kind!r}; valid choices are None, "
+                     f"{', '.join(repr(k) for k in NORMALIZATIONS if k)}")
+
+
+class Block(nn.Module):
+    """One hidden layer.
+
+    Plain: ``a = act(norm(W h + b))``.
+    Residual, ``order="post"``: ``a = h + act(norm(W h + b))`` (the skip is added after the
+    activation). Residual, ``order="pre"``: ``a = h + W act(norm(h)) + b`` (pre-activation, as in
+    He et al. 2016b), so the identity path carries the signal with nothing applied to it.
+    """
+
+    def __init__(self, in_features: int, out_features: int, activation: str,
+                 norm: str | None = None, residual: bool = False, order: str = "post") -> None:
+        super().__init__()
+        if order not in RESIDUAL_ORDERS:
+            raise ValueError(f"unknown residual order {order!r}; valid choices are "
+                             f"{', '.join(RESIDUAL_ORDERS)}")
+        if residual and in_features != out_features:
+            raise ValueError("a residual block needs in_features == out_features")
+        self.linear = nn.Linear(in_features, out_features)
+        self.norm = make_norm(norm, in_features if (residual and order == "pre") else out_features)
+        self.activation = get_activation(activation).make()
+        self.residual = residual
+        self.order = order
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.residual and self.order == "pre":
+            return h + self.linear(self.activation(self.norm(h)))
+        out = self.activation(self.norm(self.linear(h)))
+        return h + out if self.residual else out
+
+
+class DeepMLP(nn.Module):
+    """A multilayer perceptron with ``depth`` weight layers.
+
+    Layer 1 maps the input to ``width`` units, layers 2..depth-1 are ``width``-to-``width`` blocks
+    (residual if asked; the first block is never residual because its shapes differ), and layer
+    ``depth`` is a plain linear head with no activation.
+
+    Args:
+        in_features, out_features: input and output sizes.
+        width: hidden units per layer.
+        depth: number of weight layers, at least 2.
+        activation: a name from :data:`gradpath.activations.ACTIVATIONS`.
+        init: a scheme from :data:`gradpath.init.INITIALIZATIONS`.
+        init_scale: bound or std for the ``"uniform"`` / ``"normal"`` schemes.
+        norm: ``None``, ``"batch"``, ``"layer"`` or ``"group"`` (applied in every hidden block).
+        residual: add identity skip connections around the width-to-width blocks.
+        residual_order: ``"post"`` or ``"pre"`` (see :class:`Block`).
+        generator: optional ``torch.Generator`` for a reproducible initialization.
+    """
+
+    def __init__(self, in_features: int, out_features: int, width: int = 64, depth: int = 10,
+                 activation: str = "relu", init: str = "pytorch_default",
+                 init_scale: float | None = None, norm: str | None = None,
+                 residual: bool = False, residual_order: str = "post",
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features),
+                            ("width", width)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be an integer >= 2 (input layer + head), got {depth!r}")
+        self.activation_name = get_activation(activation).name
+        blocks = [Block(in_features, width, activation, norm)]
+        blocks += [Block(width, width, activation, norm, residual, residual_order)
+                   for _ in range(depth - 2)]
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(width, out_features)
+        initialize_(self, init, scale=init_scale, activation=activation, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def weight_layers(self) -> list[nn.Linear]:
+        """Every linear layer, from the input (layer 1) to the head (layer ``depth``)."""
+        return [b.linear for b in self.blocks] + [self.head]

@@ -1,0 +1,74 @@
+"""How the book build and gradpath talk to each other.
+
+The book's Sphinx build loads this module as an extension (``_config.yml`` →
+``sphinx.extra_extensions``). It does two things:
+
+1. It sets ``GRADPATH_STATIC_BUILD=1`` in the build's environment, which the notebook kernels
+   inherit. gradpath then leaves live-only widgets (ipywidgets explorers, tqdm bars) out of the
+   static pages, so no page needs require.js or the widget manager from a CDN.
+2. It copies plotly.js from the installed ``plotly`` package into ``_static/`` and adds it to the
+   pages that hold an interactive figure, so those figures work with no network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+STATIC_BUILD_ENV = "GRADPATH_STATIC_BUILD"
+PLOTLY_JS = "plotly.min.js"
+PLOTLY_MARKER = "gradpath-interactive"
+
+
+def is_static_build() -> bool:
+    """True while the notebook runs inside the book build (its output becomes a static page)."""
+    return os.environ.get(STATIC_BUILD_ENV, "") == "1"
+
+
+def plotly_js_path() -> Path:
+    """Where the installed plotly package keeps its bundled plotly.js."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+    if not path.exists():  # pragma: no cover - depends on the plotly wheel
+        raise FileNotFoundError(f"plotly.js not found at {path}")
+    return path
+
+
+def _add_plotly_where_needed(app: Any, pagename: str, templatename: str, context: dict,
+                             doctree: Any) -> None:
+    # Called during html-page-context, add_js_file adds the script to this page only.
+    if PLOTLY_MARKER in context.get("body", ""):
+        app.add_js_file(PLOTLY_JS)
+
+
+def _copy_plotly(app: Any, exception: Exception | None) -> None:
+    if exception is None and app.builder.format == "html":
+        target = Path(app.outdir) / "_static" / PLOTLY_JS
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(plotly_js_path(), target)
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx entry point."""
+    os.environ[STATIC_BUILD_ENV] = "1"
+    app.connect("html-page-context", _add_plotly_where_needed)
+    app.connect("build-finished", _copy_plotly)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def glue(name: str, value: Any) -> Any:
+    """Make ``value`` available to the page's prose as ``{glue:text}`name```, and return it.
+
+    Uses MyST-NB's ``glue`` when it is installed (the book build, Binder); elsewhere (Colab) it
+    prints ``name = value`` so the number is still visible next to the prose that cites it.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        print(f"{name} = {value}")
+    else:
+        myst_glue(name, value, display=False)
+    return value
