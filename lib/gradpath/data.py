@@ -93,7 +93,7 @@ def teacher_classification(samples: int = 512, features: int = 16, classes: int 
 
 def teacher_regression(samples: int = 512, features: int = 16, seed: int = 0,
                        noise: float = 0.0) -> Dataset:
-    """Gaussian inputs and a smooth nonlinear target ``sin(x·u) + 0.5·(x·v)`` plus optional noise."""
+    """Gaussian inputs and a smooth target ``sin(2 x·u) + 0.5·(x·v)``, plus optional noise."""
     if samples < 1 or features < 1 or noise < 0:
         raise ValueError("need samples >= 1, features >= 1 and noise >= 0")
     g = torch.Generator().manual_seed(seed)

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs_version
 from IPython.display import HTML
+from plotly.offline import get_plotlyjs_version
 
 from gradpath.plots import PALETTE
 from gradpath.site import PLOTLY_MARKER

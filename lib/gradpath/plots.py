@@ -109,8 +109,7 @@ def plot_norm_heatmap(matrix: np.ndarray | Sequence[Sequence[float]], ax: Axes |
         raise ValueError(f"expected a non-empty (steps, layers) matrix, got shape {data.shape}")
     ax = _axes(ax)
     finite = data[np.isfinite(data) & (data > 0)]
-    cmap = mpl.colormaps["viridis"].copy()
-    cmap.set_bad(NONFINITE_COLOR)
+    cmap = mpl.colormaps["viridis"].with_extremes(bad=NONFINITE_COLOR)
     norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
     shown = np.ma.masked_invalid(np.where(data > 0, data, np.nan))
     image = ax.imshow(shown.T, aspect="auto", origin="lower", cmap=cmap, norm=norm,

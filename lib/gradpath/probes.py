@@ -145,7 +145,7 @@ def dead_fraction(output: torch.Tensor) -> float:
 
 @torch.no_grad()
 def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActivations]:
-    """Run ``x`` through ``model`` and describe each hidden block's activation function's input and output."""
+    """Run ``x`` through ``model``; describe the input and output of each block's activation."""
     records: list[tuple[torch.Tensor, torch.Tensor]] = []
     handles = []
     blocks = _hidden_outputs(model)

@@ -44,7 +44,7 @@ SCALES: dict[str, Scale] = {
 
 
 def current_scale(device: torch.device | str | None = None) -> Scale:
-    """Return the preset to use: ``GRADPATH_SCALE`` if set, else ``large`` on CUDA, ``small`` otherwise.
+    """The preset to use: ``GRADPATH_SCALE`` if set, else ``large`` on CUDA and ``small`` otherwise.
 
     Raises:
         ValueError: if ``GRADPATH_SCALE`` names no preset.

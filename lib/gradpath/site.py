@@ -44,6 +44,24 @@ def _add_plotly_where_needed(app: Any, pagename: str, templatename: str, context
         app.add_js_file(PLOTLY_JS)
 
 
+def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict,
+                            doctree: Any) -> None:
+    # sphinx-thebe registers its inline configuration script twice under Jupyter Book, and the
+    # second copy fails with "Identifier 'THEBE_JS_URL' has already been declared".
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for script in scripts:
+        key = (str(getattr(script, "filename", script) or ""),  # None and "" both mean inline
+               repr(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
 def _copy_plotly(app: Any, exception: Exception | None) -> None:
     if exception is None and app.builder.format == "html":
         target = Path(app.outdir) / "_static" / PLOTLY_JS
@@ -55,6 +73,7 @@ def setup(app: Any) -> dict[str, Any]:
     """Sphinx entry point."""
     os.environ[STATIC_BUILD_ENV] = "1"
     app.connect("html-page-context", _add_plotly_where_needed)
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("build-finished", _copy_plotly)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 

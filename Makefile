@@ -1,0 +1,61 @@
+# Gradient Flow — the two commands a learner needs are `make book` and `make test`.
+# Both create .venv (with the exact versions in requirements.txt) on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+REPOSITORY := $(shell sed -n 's/^  url: //p' _config.yml)
+
+.PHONY: setup book test unit notebooks site-tests browser bench serve lint set-repository clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+## book: build the site into _build/html (executes every chapter; any warning or failing cell fails)
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+## test: everything — build the site, then unit tests, notebooks (nbmake) and browser tests
+test: book browser
+	$(BIN)/python -m pytest tests --nbmake chapters
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests --ignore=tests/test_site.py
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbmake chapters
+
+site-tests: browser
+	$(BIN)/python -m pytest tests/test_site.py
+
+## browser: Debian's chromium for the built-site tests (installed with apt when missing)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+## bench: execute every chapter once and print seconds, peak memory and device (not a test)
+bench: $(STAMP)
+	$(BIN)/python -m gradpath.bench chapters/[0-9][0-9]-*.ipynb
+
+serve:
+	$(BIN)/python -m http.server --directory _build/html 8000
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests
+	$(BIN)/mypy
+
+## set-repository URL=https://github.com/you/course : point a fork's buttons and set-up cells at it
+set-repository:
+	@test -n "$(URL)" || { echo "usage: make set-repository URL=https://github.com/you/course"; exit 2; }
+	sed -i 's|$(REPOSITORY)|$(URL)|g' _config.yml README.md intro.md chapters/[0-9][0-9]-*.ipynb
+	@echo "repository is now $(URL)"
+
+clean:
+	rm -rf _build

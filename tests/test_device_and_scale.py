@@ -1,0 +1,49 @@
+import pytest
+import torch
+from gradpath.device import pick_device, seed_everything
+from gradpath.scale import SCALES, current_scale
+
+
+def test_cpu_always_available_and_default_order(monkeypatch):
+    monkeypatch.delenv("GRADPATH_DEVICE", raising=False)
+    device = pick_device()
+    expected = "cuda" if torch.cuda.is_available() else device.type
+    assert device.type == expected
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_environment_variable_overrides(monkeypatch):
+    monkeypatch.setenv("GRADPATH_DEVICE", "cpu")
+    assert pick_device().type == "cpu"
+
+
+def test_unknown_device_names_the_choices():
+    with pytest.raises(ValueError, match="cuda, mps, cpu"):
+        pick_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_unavailable_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="not available"):
+        pick_device("cuda")
+
+
+def test_seed_everything_makes_draws_repeat():
+    seed_everything(3)
+    a = torch.randn(5)
+    seed_everything(3)
+    assert torch.equal(a, torch.randn(5))
+    with pytest.raises(ValueError):
+        seed_everything(-1)
+
+
+def test_scale_defaults_by_device_and_env(monkeypatch):
+    monkeypatch.delenv("GRADPATH_SCALE", raising=False)
+    assert current_scale("cpu").name == "small"
+    assert current_scale("cuda").name == "large"
+    monkeypatch.setenv("GRADPATH_SCALE", "large")
+    assert current_scale("cpu") == SCALES["large"]
+    monkeypatch.setenv("GRADPATH_SCALE", "huge")
+    with pytest.raises(ValueError, match="small, large"):
+        current_scale()
+    assert SCALES["large"].width > SCALES["small"].width
