@@ -1,0 +1,77 @@
+"""The benchmark command and the book-build hooks in gradpath.site."""
+
+from __future__ import annotations
+
+import os
+
+import nbformat
+import pytest
+from sphinx.builders.html._assets import _JavaScript
+
+from gradpath import bench, site
+
+
+def _notebook(path, source):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_bench_measures_a_notebook(tmp_path, capsys):
+    path = _notebook(tmp_path / "tiny.ipynb", "x = bytearray(50_000_000)")
+    row = bench.run_one(path)
+    assert row["notebook"] == "tiny.ipynb" and row["seconds"] > 0
+    assert row["peak_mib"] > 40  # the kernel held a 50 MB buffer
+    assert bench.main([str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "| tiny.ipynb" in table and "peak MiB" in table
+
+
+def test_bench_reports_a_failing_notebook(tmp_path, capsys):
+    path = _notebook(tmp_path / "broken.ipynb", "raise RuntimeError('boom')")
+    assert bench.main([str(path)]) == 1
+    assert "FAILED" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main([str(tmp_path / "missing.ipynb")])
+
+
+class _App:
+    def __init__(self):
+        self.js = []
+
+    def add_js_file(self, name):
+        self.js.append(name)
+
+
+def test_plotly_is_added_only_to_pages_with_a_figure():
+    app = _App()
+    site._add_plotly_where_needed(app, "a", "page.html", {"body": "<p>text</p>"}, None)
+    assert app.js == []
+    body = f'<div class="{site.PLOTLY_MARKER}"></div>'
+    site._add_plotly_where_needed(app, "b", "page.html", {"body": body}, None)
+    assert app.js == [site.PLOTLY_JS]
+
+
+def test_inline_scripts_registered_twice_are_kept_once():
+    scripts = [_JavaScript("_static/a.js"), _JavaScript(None, body="const X = 1;"),
+               _JavaScript("", body="const X = 1;"), _JavaScript("", body="const Y = 2;")]
+    context = {"script_files": scripts}
+    site._drop_duplicate_scripts(None, "p", "page.html", context, None)
+    bodies = [s.attributes.get("body") for s in context["script_files"]]
+    assert bodies == [None, "const X = 1;", "const Y = 2;"]
+
+
+def test_setup_marks_the_static_build(monkeypatch):
+    monkeypatch.setenv(site.STATIC_BUILD_ENV, "0")  # restored after the test
+
+    class App:
+        events = []
+
+        def connect(self, event, handler, priority=500):
+            self.events.append(event)
+
+    meta = site.setup(App())
+    assert os.environ[site.STATIC_BUILD_ENV] == "1" and meta["parallel_read_safe"]
+    assert App.events.count("html-page-context") == 2 and "build-finished" in App.events
