@@ -51,9 +51,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check lib tests
 	$(BIN)/mypy
 
-## set-repository URL=https://github.com/you/course : point a fork's buttons and set-up cells at it
+## set-repository URL=https://github.com/<you>/<repo> : point a fork's buttons and set-up cells at it
 set-repository:
-	@test -n "$(URL)" || { echo "usage: make set-repository URL=https://github.com/you/course"; exit 2; }
+	@test -n "$(URL)" || { echo "usage: make set-repository URL=https://github.com/<you>/<repo>"; exit 2; }
 	sed -i 's|$(REPOSITORY)|$(URL)|g' _config.yml README.md intro.md chapters/[0-9][0-9]-*.ipynb
 	@echo "repository is now $(URL)"
 
