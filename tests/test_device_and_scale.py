@@ -47,3 +47,21 @@ def test_scale_defaults_by_device_and_env(monkeypatch):
     with pytest.raises(ValueError, match="small, large"):
         current_scale()
     assert SCALES["large"].width > SCALES["small"].width
+
+
+def test_cpu_threads_follow_the_environment(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("GRADPATH_CPU_THREADS", "1")
+        assert pick_device("cpu").type == "cpu" and torch.get_num_threads() == 1
+        monkeypatch.setenv("GRADPATH_CPU_THREADS", "2")
+        pick_device("cpu")
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("GRADPATH_CPU_THREADS", "0")  # leave PyTorch's setting alone
+        pick_device("cpu")
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("GRADPATH_CPU_THREADS", "many")
+        with pytest.raises(ValueError, match="non-negative integer"):
+            pick_device("cpu")
+    finally:
+        torch.set_num_threads(before)
