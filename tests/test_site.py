@@ -100,7 +100,7 @@ def test_page_is_offline_clean_and_typesets_math(page_on, path):
 def test_quiz_accepts_a_click_and_gives_feedback(page_on, path):
     page = page_on(path)
     page.wait_for_selector(".Quiz .MCButton", timeout=20_000)
-    question = page.locator(".Quiz").first
+    question = page.locator(".Quiz:has(.MCButton)").first
     assert page.locator(".Quiz").count() >= 8
     question.locator(".MCButton").first.click()
     feedback = question.locator(".Feedback")

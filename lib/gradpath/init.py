@@ -3,11 +3,24 @@
 The schemes are the ones the course compares: tiny or huge uniform weights, PyTorch's default,
 Xavier/Glorot, He/Kaiming and orthogonal. Biases start at zero except under
 ``"pytorch_default"``, which keeps PyTorch's own bias initialization.
+
+Two schemes need more than a formula and live beside :func:`initialize_`:
+
+- :func:`lsuv_` is Mishkin & Matas's (2016) layer-sequential unit-variance initialization, which
+  looks at data: it starts from orthogonal weights and rescales each layer in turn until its
+  output has unit variance on a batch.
+- :func:`standard_uniform_` is the "standard" heuristic ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
+  that Glorot & Bengio (2010) compared against (the weight distribution PyTorch's ``nn.Linear``
+  still uses by default).
+
+:data:`RECIPES` names the initializations the course compares, and :func:`apply_recipe_` applies
+any of them, data-dependent or not, in one call.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -105,4 +118,210 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
                 nn.init.orthogonal_(w, gain=gain, generator=generator)
             if module.bias is not None:
                 module.bias.zero_()
+    return model
+
+
+def pytorch_default_bound(fan_in: int) -> float:
+    """The bound of PyTorch's default ``nn.Linear`` weights, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    ``nn.Linear.reset_parameters`` calls ``kaiming_uniform_(a=sqrt(5))``: a gain of
+    ``sqrt(2 / (1 + 5)) = sqrt(1/3)`` times the uniform bound ``sqrt(3 / fan_in)``, i.e.
+    ``1 / sqrt(fan_in)``. Its standard deviation is ``1 / sqrt(3 fan_in)``, a factor
+    ``sqrt(6)`` below He's ``sqrt(2 / fan_in)``.
+    """
+    if not isinstance(fan_in, int) or fan_in < 1:
+        raise ValueError(f"fan_in must be a positive integer, got {fan_in!r}")
+    return 1.0 / math.sqrt(fan_in)
+
+
+def uniform_std(bound: float) -> float:
+    """Standard deviation of ``U(-bound, bound)``: ``bound / sqrt(3)``."""
+    if not bound > 0:
+        raise ValueError(f"bound must be positive, got {bound!r}")
+    return bound / math.sqrt(3.0)
+
+
+def standard_uniform_(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """Glorot & Bengio's "standard" initialization: ``W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    Every ``nn.Linear`` weight is drawn this way and every bias set to zero. (PyTorch's default
+    draws the same weights but random biases.) Returns the model.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            bound = pytorch_default_bound(module.weight.shape[1])
+            with torch.no_grad():
+                module.weight.uniform_(-bound, bound, generator=generator)
+                if module.bias is not None:
+                    module.bias.zero_()
+    return model
+
+
+@dataclass(frozen=True)
+class LSUVReport:
+    """What :func:`lsuv_` did to each weight layer, input layer first.
+
+    Attributes:
+        variances: the variance of each layer's output on the batch when calibration stopped.
+        rescalings: how many times each layer's weights were divided by ``sqrt(variance)``.
+        converged: whether each layer's output variance ended within the tolerance of 1.
+    """
+
+    variances: list[float]
+    rescalings: list[int]
+    converged: list[bool]
+
+    @property
+    def all_converged(self) -> bool:
+        return all(self.converged)
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the layer being calibrated has run."""
+
+
+def _linear_layers(model: nn.Module) -> list[nn.Linear]:
+    if hasattr(model, "weight_layers"):
+        layers = list(model.weight_layers())  # type: ignore[operator]
+    else:
+        layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise ValueError("model has no nn.Linear layers to initialize")
+    return layers
+
+
+@torch.no_grad()
+def lsuv_(model: nn.Module, x: torch.Tensor, *, tolerance: float = 0.1, max_iterations: int = 10,
+          orthogonal_start: bool = True, generator: torch.Generator | None = None) -> LSUVReport:
+    """Layer-sequential unit-variance initialization (Mishkin & Matas, 2016), in place.
+
+    1. Start from orthonormal weights (Saxe et al., 2014) and zero biases.
+    2. For each weight layer, input side first: run the batch ``x`` forward, measure the variance
+       ``v`` of that layer's output (its pre-activation), and divide its weights by ``sqrt(v)``;
+       repeat until ``|v - 1| < tolerance`` or ``max_iterations`` passes were made.
+
+    Layers are calibrated in order, so each one sees the already-calibrated layers below it.
+    A layer whose output variance is zero or not finite cannot be rescaled; it is reported as not
+    converged rather than raising.
+
+    Args:
+        x: a representative input batch (at least 2 examples).
+        tolerance: how close to 1 the output variance must come.
+        max_iterations: forward passes allowed per layer.
+        orthogonal_start: pre-initialize with orthogonal weights (the paper's step 1); ``False``
+            keeps the current weights and only rescales them.
+        generator: optional ``torch.Generator`` for the orthogonal draw.
+
+    Raises:
+        ValueError: for a non-positive tolerance, fewer than one iteration, or fewer than two
+            examples in ``x``.
+    """
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be positive, got {tolerance!r}")
+    if not isinstance(max_iterations, int) or max_iterations < 1:
+        raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}")
+    if x.dim() < 2 or x.shape[0] < 2:
+        raise ValueError("x must be a batch of at least 2 examples, shape (batch, features)")
+    layers = _linear_layers(model)
+    if orthogonal_start:
+        initialize_(model, "orthogonal", gain=1.0, generator=generator)
+    variances: list[float] = []
+    rescalings: list[int] = []
+    converged: list[bool] = []
+    seen: list[torch.Tensor] = []
+
+    def grab(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        seen.append(output.detach())
+        raise _StopForward
+
+    for layer in layers:
+
+        handle = layer.register_forward_hook(grab)
+        count, variance, done = 0, math.nan, False
+        try:
+            for _ in range(max_iterations + 1):
+                seen.clear()
+                try:
+                    model(x)
+                except _StopForward:
+                    pass
+                variance = float(seen[-1].double().var())
+                if not math.isfinite(variance) or variance == 0.0:
+                    break
+                if abs(variance - 1.0) < tolerance:
+                    done = True
+                    break
+                if count == max_iterations:
+                    break
+                layer.weight.div_(math.sqrt(variance))
+                count += 1
+        finally:
+            handle.remove()
+        variances.append(variance)
+        rescalings.append(count)
+        converged.append(done)
+    return LSUVReport(variances, rescalings, converged)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named initialization the course compares.
+
+    Attributes:
+        key: registry key, e.g. ``"he"``.
+        label: how figures and tables name it.
+        scheme: an entry of :data:`INITIALIZATIONS`, or ``"lsuv"`` / ``"standard"``.
+        scale: the bound or std for ``"uniform"`` / ``"normal"``.
+        gain: a fixed gain (``None``: the gain of the activation, as ``calculate_gain`` gives).
+    """
+
+    key: str
+    label: str
+    scheme: str
+    scale: float | None = None
+    gain: float | None = None
+
+
+RECIPES: dict[str, Recipe] = {
+    "too_small": Recipe("too_small", "uniform ±0.01 (too small)", "uniform", scale=0.01),
+    "too_large": Recipe("too_large", "uniform ±2 (too large)", "uniform", scale=2.0),
+    "standard": Recipe("standard", "standard U(±1/√fan_in)", "standard"),
+    "pytorch_default": Recipe("pytorch_default", "PyTorch default", "pytorch_default"),
+    "xavier": Recipe("xavier", "Xavier/Glorot", "xavier_uniform", gain=1.0),
+    "he": Recipe("he", "He/Kaiming", "he_normal"),
+    "orthogonal": Recipe("orthogonal", "orthogonal", "orthogonal"),
+    "lsuv": Recipe("lsuv", "LSUV", "lsuv"),
+}
+
+
+def get_recipe(key: str) -> Recipe:
+    """Look a recipe up in :data:`RECIPES`; an unknown key raises a ``ValueError`` listing them."""
+    if not isinstance(key, str) or key not in RECIPES:
+        raise ValueError(f"unknown initialization recipe {key!r}; valid choices are "
+                         f"{', '.join(RECIPES)}")
+    return RECIPES[key]
+
+
+def apply_recipe_(model: nn.Module, recipe: str, *, activation: str = "relu",
+                  x: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> nn.Module:
+    """Initialize ``model`` in place with the named recipe from :data:`RECIPES`; return it.
+
+    Args:
+        activation: the activation after each layer (sets the gain where the recipe has none).
+        x: an input batch; required by ``"lsuv"``, which calibrates on data.
+
+    Raises:
+        ValueError: for an unknown recipe, or ``"lsuv"`` without ``x``.
+    """
+    r = get_recipe(recipe)
+    if r.scheme == "lsuv":
+        if x is None:
+            raise ValueError("the 'lsuv' recipe calibrates on data: pass an input batch x")
+        lsuv_(model, x, generator=generator)
+    elif r.scheme == "standard":
+        standard_uniform_(model, generator=generator)
+    else:
+        initialize_(model, r.scheme, scale=r.scale, activation=activation, generator=generator,
+                    gain=r.gain)
     return model

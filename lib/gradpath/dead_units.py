@@ -1,0 +1,214 @@
+"""Dead units: ReLUs that output zero for every input, and so never learn again.
+
+A ReLU unit whose pre-activation is negative for every example outputs zero for every example,
+and its derivative there is zero too: no gradient reaches its weights or bias, so nothing can
+bring it back. :func:`dead_fractions` measures, layer by layer, the share of units that output
+exactly zero for every example of a batch (the dead ones), and :func:`off_fractions` the share
+whose pre-activation is at or below zero for every example (for ReLU the same units; for leaky
+ReLU these units are "off" but still pass a small gradient, so they can recover).
+
+Two ways to kill units are provided: :func:`shift_biases_` pushes every hidden bias down, and a
+too-high learning rate does it by itself during training. :func:`dead_unit_run` trains a network
+and records the dead fraction as it goes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from gradpath.data import Dataset
+from gradpath.models import DeepMLP
+from gradpath.progress import progress
+from gradpath.training import evaluate, loss_function, make_optimizer
+
+
+@dataclass(frozen=True)
+class UnitStates:
+    """Per hidden layer (input side first), what share of units is dead or switched off.
+
+    Attributes:
+        dead: share of units whose output is exactly zero for every example.
+        off: share of units whose pre-activation is ``<= 0`` for every example.
+        units: hidden units per layer.
+    """
+
+    dead: list[float]
+    off: list[float]
+    units: list[int]
+
+    @property
+    def dead_overall(self) -> float:
+        """Share of all hidden units that are dead."""
+        total = sum(self.units)
+        return sum(d * u for d, u in zip(self.dead, self.units, strict=True)) / total
+
+    @property
+    def off_overall(self) -> float:
+        """Share of all hidden units that are switched off."""
+        total = sum(self.units)
+        return sum(d * u for d, u in zip(self.off, self.units, strict=True)) / total
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not all(hasattr(b, "activation") for b in blocks):
+        raise ValueError("need a model whose `blocks` each have an `activation` module "
+                         "(e.g. gradpath.models.DeepMLP)")
+    return list(blocks)
+
+
+@torch.no_grad()
+def unit_states(model: nn.Module, x: torch.Tensor) -> UnitStates:
+    """Run the batch ``x`` through ``model`` and classify every hidden unit.
+
+    Raises:
+        ValueError: if the model has no hidden ``blocks`` or ``x`` is not a (batch, features)
+            tensor.
+    """
+    if x.dim() != 2 or x.shape[0] < 1:
+        raise ValueError(f"x must be a non-empty (batch, features) tensor, got {tuple(x.shape)}")
+    records: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        records.append((inputs[0].detach(), output.detach()))
+
+    handles = [b.activation.register_forward_hook(hook)  # type: ignore[union-attr,operator]
+               for b in _blocks(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    dead = [float((a == 0).all(dim=0).double().mean()) for _, a in records]
+    off = [float((z <= 0).all(dim=0).double().mean()) for z, _ in records]
+    return UnitStates(dead, off, [int(a.shape[1]) for _, a in records])
+
+
+def dead_fractions(model: nn.Module, x: torch.Tensor) -> list[float]:
+    """Per hidden layer, the share of units that output exactly zero for every example in ``x``."""
+    return unit_states(model, x).dead
+
+
+def off_fractions(model: nn.Module, x: torch.Tensor) -> list[float]:
+    """Per hidden layer, the share of units whose pre-activation is ``<= 0`` for every example."""
+    return unit_states(model, x).off
+
+
+@torch.no_grad()
+def shift_biases_(model: nn.Module, shift: float) -> nn.Module:
+    """Add ``shift`` to the bias of every hidden layer (not the output head); return the model.
+
+    A large negative shift moves every unit's pre-activation below zero for most inputs.
+    """
+    if not isinstance(shift, (int, float)) or not math.isfinite(shift):
+        raise ValueError(f"shift must be a finite number, got {shift!r}")
+    for block in _blocks(model):
+        linear = getattr(block, "linear", None)
+        if linear is None or linear.bias is None:
+            raise ValueError("every hidden block needs a `linear` layer with a bias")
+        linear.bias.add_(float(shift))
+    return model
+
+
+@dataclass
+class DeadUnitRun:
+    """A training run with the dead fraction measured along the way.
+
+    Attributes:
+        steps: the step counts at which units were counted (0 = before training).
+        dead: overall share of dead hidden units at each of those steps.
+        off: overall share of switched-off hidden units at each of those steps.
+        loss: training loss at every step.
+        final_states: per-layer :class:`UnitStates` at the end.
+        accuracy: accuracy on ``data`` at the end (classification only, else ``nan``).
+        first_nonfinite_step: the step where the loss became ``inf``/``nan``, if it did.
+    """
+
+    steps: list[int] = field(default_factory=list)
+    dead: list[float] = field(default_factory=list)
+    off: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    final_states: UnitStates | None = None
+    accuracy: float = math.nan
+    first_nonfinite_step: int | None = None
+
+    def final_loss(self, window: int = 10) -> float:
+        """Mean of the last ``window`` finite losses (``nan`` if none)."""
+        finite = [v for v in self.loss if math.isfinite(v)][-window:]
+        return sum(finite) / len(finite) if finite else math.nan
+
+
+def dead_unit_run(data: Dataset, *, activation: str = "relu", depth: int = 6, width: int = 64,
+                  init: str = "he_normal", lr: float = 0.01, optimizer: str = "sgd",
+                  bias_shift: float = 0.0, steps: int = 200, batch_size: int = 64,
+                  checkpoints: int = 10, seed: int = 0,
+                  device: torch.device | str | None = None) -> DeadUnitRun:
+    """Build a :class:`~gradpath.models.DeepMLP`, optionally shift its biases, train it, and
+    count dead units before training and at ``checkpoints`` evenly spaced steps.
+
+    Units are counted on the whole of ``data``, so "dead" means dead for every example there.
+    A loss that becomes ``inf``/``nan`` stops the run and is recorded, never raised.
+
+    Args:
+        activation: ``"relu"``, ``"leaky_relu"``, or any name in the activation registry.
+        init: an initialization scheme for the model (see :data:`gradpath.init.INITIALIZATIONS`).
+        lr: learning rate; a too-high one kills ReLUs on its own.
+        optimizer: one of :data:`gradpath.training.OPTIMIZERS` (its state persists over the run).
+        bias_shift: added to every hidden bias after initialization (negative kills units).
+        checkpoints: how many times to count units during training.
+
+    Raises:
+        ValueError: for an unknown optimizer or activation, non-positive steps, or checkpoints
+            outside ``[1, steps]``.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(checkpoints, int) or not 1 <= checkpoints <= steps:
+        raise ValueError(f"checkpoints must be an integer in [1, steps], got {checkpoints!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+    if device is not None:
+        data = data.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = DeepMLP(data.features, data.outputs, width=width, depth=depth, activation=activation,
+                    init=init, generator=generator).to(data.x.device)
+    shift_biases_(model, bias_shift)
+    opt = make_optimizer(optimizer, list(model.parameters()), lr)
+    criterion = loss_function(data)
+    count_at = {round(steps * (i + 1) / checkpoints) for i in range(checkpoints)}
+    run = DeadUnitRun()
+
+    def count(step: int) -> None:
+        states = unit_states(model, data.x)
+        run.steps.append(step)
+        run.dead.append(states.dead_overall)
+        run.off.append(states.off_overall)
+
+    count(0)
+    n = len(data)
+    model.train()
+    for step in progress(range(1, steps + 1), "training"):
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(data.x.device)
+        opt.zero_grad(set_to_none=True)
+        loss = criterion(model(data.x[idx]), data.y[idx])
+        value = float(loss.detach())
+        run.loss.append(value)
+        if not math.isfinite(value):
+            run.first_nonfinite_step = step
+            break
+        loss.backward()
+        opt.step()
+        if step in count_at:
+            count(step)
+    run.final_states = unit_states(model, data.x)
+    if data.task == "classification" and run.first_nonfinite_step is None:
+        run.accuracy = evaluate(model, data).get("accuracy", math.nan)
+    return run

@@ -1,0 +1,155 @@
+"""Initialization: the formulas against torch.nn.init, the gain override, recipes and LSUV."""
+
+import math
+
+import pytest
+import torch
+from gradpath.init import (
+    INITIALIZATIONS,
+    RECIPES,
+    LSUVReport,
+    apply_recipe_,
+    get_recipe,
+    he_std,
+    initialize_,
+    lsuv_,
+    pytorch_default_bound,
+    standard_uniform_,
+    uniform_std,
+    xavier_bound,
+    xavier_std,
+)
+from gradpath.models import DeepMLP
+from torch import nn
+
+
+def _mlp(activation: str = "relu", depth: int = 6, width: int = 32) -> DeepMLP:
+    return DeepMLP(width, 4, width=width, depth=depth, activation=activation)
+
+
+def test_xavier_and_he_formulas():
+    assert math.isclose(xavier_std(100, 300) ** 2, 2 / 400)
+    assert math.isclose(xavier_bound(100, 300), math.sqrt(6 / 400))
+    assert math.isclose(uniform_std(xavier_bound(100, 300)), xavier_std(100, 300))
+    assert math.isclose(he_std(50) ** 2, 2 / 50)
+
+
+def test_schemes_draw_exactly_what_torch_nn_init_draws():
+    for scheme, reference in [
+        ("xavier_uniform", lambda w, g: nn.init.xavier_uniform_(w, generator=g)),
+        ("xavier_normal", lambda w, g: nn.init.xavier_normal_(w, generator=g)),
+        ("he_normal", lambda w, g: nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)),
+        ("he_uniform", lambda w, g: nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g)),
+    ]:
+        layer = nn.Linear(40, 24)
+        initialize_(layer, scheme, activation="relu" if scheme.startswith("he") else "identity",
+                    generator=torch.Generator().manual_seed(3))
+        expected = torch.empty(24, 40)
+        reference(expected, torch.Generator().manual_seed(3))
+        assert torch.allclose(layer.weight, expected, atol=1e-7), scheme
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_gain_follows_calculate_gain_or_the_override():
+    layer = nn.Linear(500, 500)
+    initialize_(layer, "xavier_normal", activation="tanh")
+    assert layer.weight.std().item() == pytest.approx(5 / 3 * xavier_std(500, 500), rel=0.02)
+    initialize_(layer, "xavier_normal", activation="tanh", gain=1.0)
+    assert layer.weight.std().item() == pytest.approx(xavier_std(500, 500), rel=0.02)
+    initialize_(layer, "he_normal", activation="relu", gain=3.0)
+    assert layer.weight.std().item() == pytest.approx(3 / math.sqrt(500), rel=0.02)
+    with pytest.raises(ValueError, match="gain"):
+        initialize_(layer, "he_normal", gain=0.0)
+
+
+def test_default_behaviour_without_gain_is_unchanged():
+    a, b = nn.Linear(30, 30), nn.Linear(30, 30)
+    initialize_(a, "orthogonal", activation="relu", generator=torch.Generator().manual_seed(1))
+    nn.init.orthogonal_(b.weight, gain=math.sqrt(2), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(a.weight, b.weight)
+
+
+def test_pytorch_default_is_uniform_one_over_sqrt_fan_in():
+    assert pytorch_default_bound(64) == pytest.approx(1 / 8)
+    # kaiming_uniform_(a=sqrt(5)): gain sqrt(2 / 6) times sqrt(3 / fan_in) is 1 / sqrt(fan_in)
+    assert nn.init.calculate_gain("leaky_relu", math.sqrt(5)) * math.sqrt(3 / 64) == \
+        pytest.approx(pytorch_default_bound(64))
+    layer = nn.Linear(400, 400)
+    assert layer.weight.abs().max().item() <= pytorch_default_bound(400)
+    assert layer.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 400), rel=0.02)
+    with pytest.raises(ValueError):
+        pytorch_default_bound(0)
+    with pytest.raises(ValueError):
+        uniform_std(-1.0)
+
+
+def test_standard_uniform_zeroes_biases():
+    model = standard_uniform_(_mlp(width=100), generator=torch.Generator().manual_seed(0))
+    for layer in model.weight_layers():
+        assert layer.weight.abs().max().item() <= 1 / math.sqrt(layer.weight.shape[1])
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_lsuv_gives_every_layer_unit_output_variance(activation):
+    model = _mlp(activation, depth=12)
+    x = torch.randn(256, 32, generator=torch.Generator().manual_seed(0))
+    report = lsuv_(model, x, generator=torch.Generator().manual_seed(0))
+    assert isinstance(report, LSUVReport) and report.all_converged
+    assert len(report.variances) == 12
+    outputs = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: outputs.append(o.detach()))
+             for layer in model.weight_layers()]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    for out in outputs:
+        assert abs(out.var().item() - 1) < 0.1
+
+
+def test_lsuv_starts_from_orthogonal_weights():
+    model = _mlp("relu", depth=4)
+    lsuv_(model, torch.randn(64, 32), max_iterations=1)
+    w = model.weight_layers()[1].weight.detach()
+    gram = w @ w.T
+    # an orthogonal matrix rescaled by one number: W W^T is a multiple of the identity
+    assert torch.allclose(gram, gram[0, 0] * torch.eye(32), atol=1e-4)
+
+
+def test_lsuv_reports_a_dead_layer_instead_of_crashing():
+    model = _mlp("relu", depth=4)
+    x = torch.randn(64, 32)
+    lsuv_(model, x)
+    with torch.no_grad():
+        model.weight_layers()[1].bias.fill_(-1e6)  # layer 2 outputs -1e6: ReLU kills everything
+    report = lsuv_(model, x, orthogonal_start=False)
+    assert not report.all_converged
+    assert report.variances[2] == 0.0  # layer 3 only sees zeros
+
+
+def test_lsuv_validates_arguments():
+    model = _mlp()
+    with pytest.raises(ValueError, match="tolerance"):
+        lsuv_(model, torch.randn(8, 32), tolerance=0)
+    with pytest.raises(ValueError, match="max_iterations"):
+        lsuv_(model, torch.randn(8, 32), max_iterations=0)
+    with pytest.raises(ValueError, match="batch"):
+        lsuv_(model, torch.randn(1, 32))
+
+
+def test_recipes_apply_and_unknown_names_list_the_choices():
+    x = torch.randn(64, 32)
+    for key, recipe in RECIPES.items():
+        assert recipe.scheme in INITIALIZATIONS or recipe.scheme in ("lsuv", "standard")
+        model = apply_recipe_(_mlp(), key, activation="relu", x=x,
+                              generator=torch.Generator().manual_seed(0))
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    small = apply_recipe_(_mlp(), "too_small").weight_layers()[2].weight
+    assert small.abs().max().item() <= 0.01
+    xavier = apply_recipe_(_mlp(width=200), "xavier", activation="relu").weight_layers()[2].weight
+    assert xavier.abs().max().item() <= xavier_bound(200, 200)  # gain 1, not ReLU's sqrt(2)
+    with pytest.raises(ValueError, match="valid choices"):
+        get_recipe("kaiming")
+    with pytest.raises(ValueError, match="lsuv"):
+        apply_recipe_(_mlp(), "lsuv")
