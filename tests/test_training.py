@@ -72,3 +72,15 @@ def test_data_sets():
         type(d)(d.x, d.y, "ranking")
     with pytest.raises(ValueError):
         d.split(1.5)
+
+
+def test_run_length_checks_name_the_problem():
+    from gradpath.training import check_run_length
+
+    check_run_length(10, 10)
+    with pytest.raises(ValueError, match="steps"):
+        check_run_length(0)
+    with pytest.raises(ValueError, match="checkpoints"):
+        check_run_length(10, 11)
+    with pytest.raises(ValueError, match="checkpoints"):
+        check_run_length(10, 0)

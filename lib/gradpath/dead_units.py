@@ -23,7 +23,7 @@ from torch import nn
 from gradpath.data import Dataset
 from gradpath.models import DeepMLP
 from gradpath.progress import progress
-from gradpath.training import evaluate, loss_function, make_optimizer
+from gradpath.training import check_run_length, evaluate, loss_function, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -168,10 +168,7 @@ def dead_unit_run(data: Dataset, *, activation: str = "relu", depth: int = 6, wi
         ValueError: for an unknown optimizer or activation, non-positive steps, or checkpoints
             outside ``[1, steps]``.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not isinstance(checkpoints, int) or not 1 <= checkpoints <= steps:
-        raise ValueError(f"checkpoints must be an integer in [1, steps], got {checkpoints!r}")
+    check_run_length(steps, checkpoints)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size!r}")
     if device is not None:

@@ -19,7 +19,7 @@ from gradpath.data import Dataset
 from gradpath.init import apply_recipe_
 from gradpath.models import DeepMLP
 from gradpath.probes import activation_statistics
-from gradpath.training import evaluate, train
+from gradpath.training import check_run_length, evaluate, train
 
 
 @dataclass
@@ -66,10 +66,7 @@ def saturation_run(data: Dataset, *, activation: str = "sigmoid", recipe: str = 
         ValueError: for non-positive steps, checkpoints outside ``[1, steps]``, or a
             non-positive probe size.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not isinstance(checkpoints, int) or not 1 <= checkpoints <= steps:
-        raise ValueError(f"checkpoints must be an integer in [1, steps], got {checkpoints!r}")
+    check_run_length(steps, checkpoints)
     if probe_size < 1:
         raise ValueError(f"probe_size must be positive, got {probe_size!r}")
     if device is not None:

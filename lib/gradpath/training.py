@@ -74,6 +74,15 @@ class TrainingHistory:
         return f"loss or gradient became non-finite at step {self.first_nonfinite_step}; {end}"
 
 
+def check_run_length(steps: int, checkpoints: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``steps >= 1`` and, if given, ``1 <= checkpoints <= steps``."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if checkpoints is not None and (not isinstance(checkpoints, int)
+                                    or not 1 <= checkpoints <= steps):
+        raise ValueError(f"checkpoints must be an integer in [1, steps], got {checkpoints!r}")
+
+
 def make_optimizer(name: str, parameters: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """Build an optimizer by name: one of :data:`OPTIMIZERS` (``momentum`` is SGD with 0.9)."""
     if not lr > 0:
@@ -118,8 +127,7 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
     Returns:
         A :class:`TrainingHistory`. It never raises because training diverged.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_run_length(steps)
     for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
