@@ -18,6 +18,8 @@ Each module holds one idea of the course, and chapters import from it by name, e
 - :mod:`gradpath.explosion`   growth factors, layer gains, and spotting an exploding run
 - :mod:`gradpath.recurrent`   an RNN with a chosen spectral radius, gradient through time, the cliff
 - :mod:`gradpath.clipping`    gradient clipping by global norm and by value, written out
+- :mod:`gradpath.normalization` batch norm written out, noisy batch norm, landscape probes
+- :mod:`gradpath.residual`    residual and highway blocks, lesions, scale of very deep stacks
 - :mod:`gradpath.data`        synthetic tasks and scikit-learn's bundled digits
 - :mod:`gradpath.plots`       the course's plotting style for gradient-flow figures
 - :mod:`gradpath.interactive` kernel-free interactive figures for the static site

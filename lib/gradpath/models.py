@@ -8,7 +8,7 @@ is listed in order by :meth:`DeepMLP.weight_layers`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from gradpath.activations import get_activation
 from gradpath.init import initialize_
 
 NORMALIZATIONS = (None, "batch", "layer", "group")
-RESIDUAL_ORDERS = ("post", "pre")
+RESIDUAL_ORDERS = ("post", "pre", "original")
 
 Normalization = Literal["batch", "layer", "group"] | None
 
@@ -45,6 +45,8 @@ class Block(nn.Module):
     Residual, ``order="post"``: ``a = h + act(norm(W h + b))`` (the skip is added after the
     activation). Residual, ``order="pre"``: ``a = h + W act(norm(h)) + b`` (pre-activation, as in
     He et al. 2016b), so the identity path carries the signal with nothing applied to it.
+    Residual, ``order="original"``: ``a = act(norm(W h + b) + h)`` (the first ResNet, He et al.
+    2016a: the skip joins before the activation, which then acts on the sum).
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str,
@@ -64,6 +66,8 @@ class Block(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.residual and self.order == "pre":
             return h + self.linear(self.activation(self.norm(h)))
+        if self.residual and self.order == "original":
+            return self.activation(self.norm(self.linear(h)) + h)
         out = self.activation(self.norm(self.linear(h)))
         return h + out if self.residual else out
 
@@ -84,15 +88,19 @@ class DeepMLP(nn.Module):
         init_scale: bound or std for the ``"uniform"`` / ``"normal"`` schemes.
         norm: ``None``, ``"batch"``, ``"layer"`` or ``"group"`` (applied in every hidden block).
         residual: add identity skip connections around the width-to-width blocks.
-        residual_order: ``"post"`` or ``"pre"`` (see :class:`Block`).
+        residual_order: ``"post"``, ``"pre"`` or ``"original"`` (see :class:`Block`).
         generator: optional ``torch.Generator`` for a reproducible initialization.
+        final_norm: apply ``norm`` and the activation once more between the last block and the
+            head (``model.final``), as pre-activation ResNets do (He et al. 2016b) so that the
+            head sees a normalized signal however large the residual stream has grown. Needs a
+            ``norm``; off by default.
     """
 
     def __init__(self, in_features: int, out_features: int, width: int = 64, depth: int = 10,
                  activation: str = "relu", init: str = "pytorch_default",
                  init_scale: float | None = None, norm: str | None = None,
                  residual: bool = False, residual_order: str = "post",
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, final_norm: bool = False) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features),
                             ("width", width)):
@@ -105,14 +113,19 @@ class DeepMLP(nn.Module):
         blocks += [Block(width, width, activation, norm, residual, residual_order)
                    for _ in range(depth - 2)]
         self.blocks = nn.ModuleList(blocks)
+        if final_norm and norm is None:
+            raise ValueError("final_norm=True needs a norm ('batch', 'layer' or 'group')")
+        self.final: nn.Module = (nn.Sequential(make_norm(norm, width),
+                                               get_activation(activation).make())
+                                 if final_norm else nn.Identity())
         self.head = nn.Linear(width, out_features)
         initialize_(self, init, scale=init_scale, activation=activation, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
-        return self.head(x)
+        return self.head(self.final(x))
 
     def weight_layers(self) -> list[nn.Linear]:
         """Every linear layer, from the input (layer 1) to the head (layer ``depth``)."""
-        return [b.linear for b in self.blocks] + [self.head]
+        return [cast(Block, b).linear for b in self.blocks] + [self.head]
