@@ -6,9 +6,8 @@ import os
 
 import nbformat
 import pytest
-from sphinx.builders.html._assets import _JavaScript
-
 from gradpath import bench, site
+from sphinx.builders.html._assets import _JavaScript
 
 
 def _notebook(path, source):
