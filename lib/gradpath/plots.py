@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
@@ -20,7 +22,7 @@ from matplotlib.figure import Figure
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 NONFINITE_COLOR = "#D00000"
 
-COURSE_STYLE = {
+COURSE_STYLE: dict[str, Any] = {
     "figure.facecolor": "white",
     "axes.facecolor": "white",
     "savefig.facecolor": "white",
@@ -30,7 +32,7 @@ COURSE_STYLE = {
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+    "axes.prop_cycle": cycler(color=PALETTE),
     "font.size": 10,
     "legend.frameon": False,
 }
@@ -38,7 +40,7 @@ COURSE_STYLE = {
 
 def use_course_style() -> None:
     """Apply the course's matplotlib style to every figure made afterwards."""
-    mpl.rcParams.update(COURSE_STYLE)
+    plt.style.use(COURSE_STYLE)
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float] | None = None) -> Axes:

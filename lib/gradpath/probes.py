@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -28,9 +29,10 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     Uses ``model.weight_layers()`` when the model defines it (as :class:`gradpath.models.DeepMLP`
     does); otherwise every ``nn.Linear`` in registration order.
     """
-    if hasattr(model, "weight_layers"):
-        return list(model.weight_layers())
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    listed = getattr(model, "weight_layers", None)
+    if callable(listed):
+        return list(listed())
+    layers: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not layers:
         raise ValueError("model has no nn.Linear layers to probe")
     return layers
@@ -47,7 +49,7 @@ def gradient_norms_by_layer(model: nn.Module) -> list[float]:
     """
     norms = []
     for layer in weight_layers(model):
-        grad = layer.weight.grad  # type: ignore[union-attr]
+        grad = cast(torch.Tensor, layer.weight).grad
         if grad is None:
             raise RuntimeError("no gradient on the weights yet: call loss.backward() first")
         norms.append(float(grad.detach().norm()))
@@ -64,7 +66,7 @@ def global_gradient_norm(model: nn.Module) -> float:
 
 def _hidden_outputs(model: nn.Module) -> list[nn.Module]:
     if hasattr(model, "blocks"):
-        return list(model.blocks)
+        return list(cast(nn.ModuleList, model.blocks))
     raise ValueError("backward_signal_norms needs a model with a `blocks` list "
                      "(e.g. gradpath.models.DeepMLP)")
 
@@ -154,7 +156,7 @@ def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActiva
         records.append((inputs[0].detach().cpu(), output.detach().cpu()))
 
     for block in blocks:
-        handles.append(block.activation.register_forward_hook(hook))
+        handles.append(cast(nn.Module, block.activation).register_forward_hook(hook))
     try:
         model(x)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -72,6 +73,10 @@ class TrainingHistory:
             return f"ran {self.steps} steps; final loss {self.final_loss():.4g}"
         end = "stopped there" if self.stopped_early else f"ran on to step {self.steps - 1}"
         return f"loss or gradient became non-finite at step {self.first_nonfinite_step}; {end}"
+
+
+def _weight_norms(layers: list[nn.Module]) -> list[float]:
+    return [float(cast(torch.Tensor, layer.weight).detach().norm()) for layer in layers]
 
 
 def check_run_length(steps: int, checkpoints: int | None = None) -> None:
@@ -164,7 +169,7 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
             history.first_nonfinite_step = step
         if not finite and stop_at_nonfinite:
             history.clipped_norm.append(total)
-            history.weight_norms.append([float(layer.weight.detach().norm()) for layer in layers])
+            history.weight_norms.append(_weight_norms(layers))
             history.stopped_early = step < steps - 1
             break
         if clip_norm is not None:
@@ -176,7 +181,7 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
                 [torch.linalg.vector_norm(g.detach()) for g in grads])))
         history.clipped_norm.append(total)
         opt.step()
-        history.weight_norms.append([float(layer.weight.detach().norm()) for layer in layers])
+        history.weight_norms.append(_weight_norms(layers))
     return history
 
 
