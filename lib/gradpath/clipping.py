@@ -7,8 +7,9 @@ Clipping by global norm (Pascanu, Mikolov & Bengio 2013) rescales *all* gradient
 so the update keeps its direction and only its length is capped. Clipping by value clamps every
 entry to ``[-c, c]`` on its own, which can turn the direction. This module has
 
-- :func:`clip_grad_norm` / :func:`clip_grad_value`, the two rules in a few lines each, to put
-  next to ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``;
+(chapter 4 writes the global-norm rule out in five lines and checks it against
+``torch.nn.utils.clip_grad_norm_``; training uses torch's own clipping functions)
+
 - :func:`clip_by_norm` / :func:`clip_by_value` for a single vector, and :func:`cosine`, to see
   what each rule does to a direction;
 - :func:`clipped_fraction` and :func:`suggest_threshold`, to read a recorded gradient-norm
@@ -20,7 +21,7 @@ entry to ``[-c, c]`` on its own, which can turn the direction. This module has
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,55 +31,6 @@ from torch import nn
 from gradpath.data import Dataset
 from gradpath.plots import NONFINITE_COLOR, plot_training_curves
 from gradpath.training import TrainingHistory, train
-
-EPSILON = 1e-6  # what torch.nn.utils.clip_grad_norm_ adds to the norm before dividing
-
-
-def _gradients(parameters: Iterable[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
-    if isinstance(parameters, torch.Tensor):
-        parameters = [parameters]
-    return [p.grad for p in parameters if p.grad is not None]
-
-
-def global_norm(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
-    """``sqrt(Σ ‖t‖²)`` over all tensors: the norm of everything flattened into one vector."""
-    norms = [torch.linalg.vector_norm(t.detach()) for t in tensors]
-    if not norms:
-        raise ValueError("no tensors given")
-    return torch.linalg.vector_norm(torch.stack(norms))
-
-
-@torch.no_grad()
-def clip_grad_norm(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm: float,
-                   eps: float = EPSILON) -> torch.Tensor:
-    """Rescale all gradients together so their global norm is at most ``max_norm``.
-
-    The same rule as ``torch.nn.utils.clip_grad_norm_``: multiply every gradient by
-    ``min(1, max_norm / (‖g‖ + eps))``. Returns the global norm **before** clipping.
-    """
-    if not max_norm > 0:
-        raise ValueError(f"max_norm must be positive, got {max_norm}")
-    grads = _gradients(parameters)
-    if not grads:
-        raise RuntimeError("no gradients to clip: call loss.backward() first")
-    total = global_norm(grads)
-    scale = torch.clamp(max_norm / (total + eps), max=1.0)
-    for g in grads:
-        g.mul_(scale)
-    return total
-
-
-@torch.no_grad()
-def clip_grad_value(parameters: Iterable[torch.Tensor] | torch.Tensor,
-                    clip_value: float) -> None:
-    """Clamp every gradient entry to ``[-clip_value, clip_value]`` (``clip_grad_value_``)."""
-    if not clip_value > 0:
-        raise ValueError(f"clip_value must be positive, got {clip_value}")
-    grads = _gradients(parameters)
-    if not grads:
-        raise RuntimeError("no gradients to clip: call loss.backward() first")
-    for g in grads:
-        g.clamp_(-clip_value, clip_value)
 
 
 def clip_by_norm(vector: torch.Tensor, max_norm: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gradpath.data import Dataset
-from gradpath.probes import gradient_norms_by_layer, weight_layers
+from gradpath.probes import global_gradient_norm, gradient_norms_by_layer, weight_layers
 from gradpath.progress import progress
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
@@ -157,9 +157,7 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
         loss = criterion(model(x), y)
         loss.backward()
         norms = gradient_norms_by_layer(model)
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        total = float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g.detach()) for g in grads])))
+        total = global_gradient_norm(model)
         loss_value = float(loss.detach())
         history.loss.append(loss_value)
         history.gradient_norms.append(norms)
@@ -177,8 +175,7 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
         if clip_value is not None:
             torch.nn.utils.clip_grad_value_(model.parameters(), clip_value)
         if clip_norm is not None or clip_value is not None:
-            total = float(torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(g.detach()) for g in grads])))
+            total = global_gradient_norm(model)
         history.clipped_norm.append(total)
         opt.step()
         history.weight_norms.append(_weight_norms(layers))
