@@ -42,7 +42,7 @@ browser:
 
 ## bench: execute every chapter once and print seconds, peak memory and device (not a test)
 bench: $(STAMP)
-	$(BIN)/python -m gradpath.bench chapters/[0-9][0-9]-*.ipynb
+	$(BIN)/python -m gradpath.book.bench chapters/[0-9][0-9]-*.ipynb
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000
@@ -50,6 +50,7 @@ serve:
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## set-repository URL=https://github.com/<you>/<repo> : point a fork's buttons and set-up cells at it
 set-repository:

@@ -4,7 +4,7 @@ import math
 
 import matplotlib.pyplot as plt
 import pytest
-from gradpath.activation_flow import (
+from gradpath.experiments.activation_flow import (
     gain_sweep,
     gradient_norms_at_gain,
     plot_activations_and_derivatives,

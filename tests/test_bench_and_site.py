@@ -1,4 +1,4 @@
-"""The benchmark command and the book-build hooks in gradpath.site."""
+"""The benchmark command and the book-build hooks in gradpath.book.site."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import nbformat
 import pytest
-from gradpath import bench, site
+from gradpath.book import bench, site
 from sphinx.builders.html._assets import _JavaScript
 
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from gradpath.chain import power_of_factor, saved_tensor_bytes, scalar_chain
+from gradpath.experiments.chain import power_of_factor, saved_tensor_bytes, scalar_chain
 from gradpath.data import teacher_classification
 from gradpath.diagnosis import diagnose_gradients
 from gradpath.models import DeepMLP

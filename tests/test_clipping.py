@@ -1,4 +1,4 @@
-"""Tests for gradpath.clipping, and for the clipping options of gradpath.training.train."""
+"""Tests for gradpath.experiments.clipping, and for the clipping options of gradpath.training.train."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from gradpath.clipping import (
+from gradpath.experiments.clipping import (
     clip_by_norm,
     clip_by_value,
     clipped_fraction,

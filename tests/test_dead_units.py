@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from gradpath.data import digits
-from gradpath.dead_units import (
+from gradpath.experiments.dead_units import (
     dead_fractions,
     dead_unit_run,
     off_fractions,

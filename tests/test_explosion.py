@@ -1,4 +1,4 @@
-"""Tests for gradpath.explosion: growth factors, layer gains, and the explosion detector."""
+"""Tests for gradpath.experiments.explosion: growth factors, layer gains, and the explosion detector."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 from gradpath.data import teacher_classification, teacher_regression
-from gradpath.explosion import (
+from gradpath.experiments.explosion import (
     LayerGain,
     detect_explosion,
     growth_factor,

@@ -1,4 +1,4 @@
-"""gradpath.normalization: batch norm written out, noisy batch norm and the probes of chapter 7."""
+"""gradpath.experiments.normalization: batch norm written out, noisy batch norm and the probes of chapter 7."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from gradpath.data import Dataset, teacher_classification
 from gradpath.models import DeepMLP
-from gradpath.normalization import (
+from gradpath.experiments.normalization import (
     BatchNormWrittenOut,
     LayerInputs,
     NoisyBatchNorm1d,

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 from conftest import CHAPTERS, ROOT
-from gradpath.quiz import load_quiz
+from gradpath.book.quiz import load_quiz
 
 SECTIONS = ["Learning objectives", "Interactive figure", "Explore it live", "Exercises", "Quiz",
             "Key takeaways", "References"]

@@ -1,4 +1,4 @@
-"""Tests for gradpath.recurrent: spectral radius, gradient through time, the adding problem, and
+"""Tests for gradpath.experiments.recurrent: spectral radius, gradient through time, the adding problem, and
 the one-unit cliff."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gradpath.probes import gradient_norms_by_layer, weight_layers
-from gradpath.recurrent import (
+from gradpath.experiments.recurrent import (
     VanillaRNN,
     adding_problem,
     cliff_final_state,

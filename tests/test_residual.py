@@ -1,4 +1,4 @@
-"""gradpath.residual and the residual options of gradpath.models (chapter 8)."""
+"""gradpath.experiments.residual and the residual options of gradpath.models (chapter 8)."""
 
 import math
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from gradpath.data import teacher_classification
 from gradpath.models import Block, DeepMLP
-from gradpath.normalization import train_and_probe
+from gradpath.experiments.normalization import train_and_probe
 from gradpath.probes import gradient_norms_by_layer
-from gradpath.residual import (
+from gradpath.experiments.residual import (
     HighwayBlock,
     HighwayMLP,
     accuracy,

@@ -4,7 +4,7 @@ import math
 
 import pytest
 from gradpath.data import digits
-from gradpath.saturation import saturation_run
+from gradpath.experiments.saturation import saturation_run
 
 
 def test_sigmoid_top_layer_is_pushed_to_zero_while_tanh_learns():

@@ -1,4 +1,4 @@
-"""Tests for gradpath.symptoms, plus regressions in the probes chapter 2 relies on."""
+"""Tests for gradpath.experiments.symptoms, plus regressions in the probes chapter 2 relies on."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from gradpath.data import digits
 from gradpath.diagnosis import diagnose_gradients
 from gradpath.models import DeepMLP
 from gradpath.probes import activation_statistics
-from gradpath.symptoms import (
+from gradpath.experiments.symptoms import (
     SymptomReport,
     chance_loss,
     relative_weight_change,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from gradpath.models import DeepMLP
-from gradpath.variance import (
+from gradpath.experiments.variance import (
     initialization_table,
     log10_drift,
     network_variances,

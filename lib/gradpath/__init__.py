@@ -1,31 +1,26 @@
-"""gradpath: the experiment library behind the Gradient Flow course.
+"""gradpath: measure how gradients flow through any PyTorch model — the library behind Gradient Flow.
 
-Each module holds one idea of the course, and chapters import from it by name, e.g.
-``from gradpath.probes import gradient_norms_by_layer``:
+Three layers, each allowed to import only the ones below it (checked by import-linter):
 
-- :mod:`gradpath.device`      where experiments run, and seeding for reproducibility
+**The core** (this package's own modules; public API, needs only torch, numpy and matplotlib):
+
+- :mod:`gradpath.device`      where experiments run (cuda > mps > cpu), seeding for reproducibility
 - :mod:`gradpath.scale`       one preset that sizes every experiment (small on CPU, larger on GPU)
+- :mod:`gradpath.data`        synthetic tasks and scikit-learn's bundled digits
 - :mod:`gradpath.activations` the activation registry and derivatives computed with autograd
-- :mod:`gradpath.init`        weight-initialization schemes, named recipes and LSUV
-- :mod:`gradpath.activation_flow` activation derivatives compared, and gradients as weights grow
-- :mod:`gradpath.dead_units`  killing and counting dead ReLUs, and keeping units alive
-- :mod:`gradpath.variance`    forward and backward variance layer by layer at initialization
-- :mod:`gradpath.saturation`  each hidden layer's activations tracked during training
+- :mod:`gradpath.init`        weight-initialization schemes (Glorot/Xavier, He/Kaiming, ...), LSUV
 - :mod:`gradpath.models`      the deep MLP factory (activation, init, normalization, residuals)
 - :mod:`gradpath.probes`      per-layer gradient norms, backward signals, activation statistics
+- :mod:`gradpath.diagnosis`   rules that turn per-layer norms into a verdict
 - :mod:`gradpath.training`    a small training loop that records gradient norms and survives NaN
-- :mod:`gradpath.symptoms`    measured symptoms of vanishing gradients (frozen layers, plateaus)
-- :mod:`gradpath.explosion`   growth factors, layer gains, and spotting an exploding run
-- :mod:`gradpath.recurrent`   an RNN with a chosen spectral radius, gradient through time, the cliff
-- :mod:`gradpath.clipping`    gradient clipping by global norm and by value, written out
-- :mod:`gradpath.normalization` batch norm written out, noisy batch norm, landscape probes
-- :mod:`gradpath.residual`    residual and highway blocks, lesions, scale of very deep stacks
-- :mod:`gradpath.data`        synthetic tasks and scikit-learn's bundled digits
+- :mod:`gradpath.sweeps`      the same probe over depths, seeds and settings
 - :mod:`gradpath.plots`       the course's plotting style for gradient-flow figures
-- :mod:`gradpath.interactive` kernel-free interactive figures for the static site
-- :mod:`gradpath.widgets`     live ipywidgets explorers for Jupyter, Colab and Binder
-- :mod:`gradpath.quiz`        loading, checking and showing the chapter quizzes
-- :mod:`gradpath.site`        how the book build and gradpath talk to each other
+- :mod:`gradpath.progress`    optional progress bars (tqdm), silent in the static book
+
+**Chapter experiments** (:mod:`gradpath.experiments`): one module per chapter topic.
+
+**Book plumbing** (:mod:`gradpath.book`): the Sphinx extension, quizzes, kernel-free figures,
+live explorers and the benchmark. Install the chapters' extras with ``pip install 'gradpath[book]'``.
 """
 
 __version__ = "0.1.0"

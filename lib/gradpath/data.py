@@ -66,7 +66,11 @@ def digits(limit: int | None = None) -> Dataset:
     Args:
         limit: keep only the first ``limit`` examples (``None`` keeps all).
     """
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # scikit-learn is in the `book` extra, not the core
+        raise ImportError("digits() needs scikit-learn, which ships the data set: "
+                          "pip install 'gradpath[book]' (or scikit-learn)") from exc
 
     bunch = load_digits()
     x = torch.tensor(bunch.data, dtype=torch.float32)

@@ -9,6 +9,7 @@ feedback, exactly one correct answer for a ``multiple_choice`` question, and a c
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,40 @@ def validate_quiz(questions: Any, name: str = "quiz") -> None:
         raise QuizError(f"{name}: mix at least two question types, found only {kinds}")
 
 
-def load_quiz(path: str | Path) -> list[dict[str, Any]]:
-    """Read and validate a quiz file."""
+COURSE_ROOT_ENV = "GRADPATH_COURSE_ROOT"
+
+
+def locate(path: str | Path) -> Path:
+    """Find a course file such as ``quizzes/01-chain-rule.json`` wherever the notebook runs.
+
+    A relative path is tried, in order, against the working directory, the ``chapters/`` folder
+    of the course root named by ``GRADPATH_COURSE_ROOT`` (the Colab set-up cell sets it to its
+    clone), and the ``chapters/`` folder of the clone gradpath was installed from (an editable
+    install), so a notebook restarted in another working directory still finds its quiz.
+
+    Raises:
+        FileNotFoundError: naming every place that was tried.
+    """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no quiz at {path} (quizzes live in chapters/quizzes/)")
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        roots = [Path.cwd()]
+        if os.environ.get(COURSE_ROOT_ENV):
+            roots.append(Path(os.environ[COURSE_ROOT_ENV]) / "chapters")
+        roots.append(Path(__file__).resolve().parents[3] / "chapters")
+        candidates = [root / path for root in roots]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no quiz at {path} (tried {tried}); quizzes live in "
+                            f"chapters/quizzes/ of the course, or set {COURSE_ROOT_ENV}")
+
+
+def load_quiz(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate a quiz file (a relative path is found with :func:`locate`)."""
+    path = locate(path)
     questions = json.loads(path.read_text(encoding="utf-8"))
     validate_quiz(questions, name=path.name)
     return questions

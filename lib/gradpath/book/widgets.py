@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from gradpath.site import is_static_build
+from gradpath.book.site import is_static_build
 
 STATIC_NOTE = ("*Live explorer:* this cell shows controls when the notebook runs in Jupyter, "
                "Colab or Binder (use the launch buttons at the top of the page). "

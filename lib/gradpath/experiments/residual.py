@@ -359,7 +359,7 @@ def plot_residual_comparison(data: Dataset, *, depth: int, width: int, activatio
                              batch_size: int, seed: int = 0) -> Figure:
     """Gradient norms by layer at initialization (left) and training loss (right) of a plain and a
     residual network of the same depth. Used by the chapter's live explorer."""
-    from gradpath.normalization import smooth, train_and_probe
+    from gradpath.experiments.normalization import smooth, train_and_probe
 
     use_course_style()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))

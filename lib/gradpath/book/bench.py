@@ -1,6 +1,6 @@
 """Benchmark: execute each chapter notebook once and report time, peak memory and device.
 
-Run ``python -m gradpath.bench chapters/*.ipynb`` (or ``make bench``). Each notebook runs in a
+Run ``python -m gradpath.book.bench chapters/*.ipynb`` (or ``make bench``). Each notebook runs in a
 fresh process, with its own kernel, so the peak memory of one does not leak into the next. This
 is a measurement, not a test: it prints a table and fails only if a notebook fails.
 """
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "GRADPATH_PROGRESS": "0"}
     rows = []
     for path in args.notebooks:
-        done = subprocess.run([sys.executable, "-m", "gradpath.bench", "--one", str(path)],
+        done = subprocess.run([sys.executable, "-m", "gradpath.book.bench", "--one", str(path)],
                               capture_output=True, text=True, env=env)
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)

@@ -17,14 +17,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-STATIC_BUILD_ENV = "GRADPATH_STATIC_BUILD"
+from gradpath.progress import STATIC_BUILD_ENV, is_static_build
+
+__all__ = ["STATIC_BUILD_ENV", "is_static_build", "glue", "setup", "plotly_js_path"]
+
 PLOTLY_JS = "plotly.min.js"
 PLOTLY_MARKER = "gradpath-interactive"
-
-
-def is_static_build() -> bool:
-    """True while the notebook runs inside the book build (its output becomes a static page)."""
-    return os.environ.get(STATIC_BUILD_ENV, "") == "1"
 
 
 def plotly_js_path() -> Path:

@@ -1,0 +1,8 @@
+"""Book plumbing: what turns the chapters into the course site. Nothing in the core needs it.
+
+- :mod:`~gradpath.book.site`        the Sphinx extension, and ``glue`` for numbers in the prose
+- :mod:`~gradpath.book.quiz`        loading, checking (as jupyterquiz grades) and showing quizzes
+- :mod:`~gradpath.book.interactive` kernel-free interactive figures for the static site
+- :mod:`~gradpath.book.widgets`     live ipywidgets explorers for Jupyter, Colab and Binder
+- :mod:`~gradpath.book.bench`       ``make bench``: time and memory of each chapter
+"""
