@@ -4,6 +4,8 @@ import math
 
 import matplotlib.pyplot as plt
 import pytest
+from gradpath.activations import LEAKY_RELU_SLOPE
+from gradpath.data import digits
 from gradpath.experiments.activation_flow import (
     gain_sweep,
     gradient_norms_at_gain,
@@ -12,8 +14,6 @@ from gradpath.experiments.activation_flow import (
     summary_markdown,
     useful_range,
 )
-from gradpath.activations import LEAKY_RELU_SLOPE
-from gradpath.data import digits
 
 
 def test_summaries_measure_the_known_derivatives():

@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
-from gradpath.experiments.chain import power_of_factor, saved_tensor_bytes, scalar_chain
 from gradpath.data import teacher_classification
 from gradpath.diagnosis import diagnose_gradients
+from gradpath.experiments.chain import power_of_factor, saved_tensor_bytes, scalar_chain
 from gradpath.models import DeepMLP
 from gradpath.sweeps import depth_sweep, geometric_mean, gradient_profile
 

@@ -1,4 +1,4 @@
-"""Tests for gradpath.experiments.clipping, and for the clipping options of gradpath.training.train."""
+"""Tests for experiments.clipping, and for the clipping options of gradpath.training.train."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from gradpath.data import teacher_regression
 from gradpath.experiments.clipping import (
     clip_by_norm,
     clip_by_value,
@@ -16,7 +17,6 @@ from gradpath.experiments.clipping import (
     suggest_threshold,
     threshold_sweep,
 )
-from gradpath.data import teacher_regression
 from gradpath.models import DeepMLP
 from gradpath.training import TrainingHistory, train
 

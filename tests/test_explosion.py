@@ -1,4 +1,4 @@
-"""Tests for gradpath.experiments.explosion: growth factors, layer gains, and the explosion detector."""
+"""Tests for experiments.explosion: growth factors, layer gains, and the explosion detector."""
 
 from __future__ import annotations
 

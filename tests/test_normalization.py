@@ -1,4 +1,4 @@
-"""gradpath.experiments.normalization: batch norm written out, noisy batch norm and the probes of chapter 7."""
+"""experiments.normalization: batch norm written out, noisy batch norm, chapter 7 probes."""
 
 import math
 
@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 from gradpath.data import Dataset, teacher_classification
-from gradpath.models import DeepMLP
 from gradpath.experiments.normalization import (
     BatchNormWrittenOut,
     LayerInputs,
@@ -28,6 +27,7 @@ from gradpath.experiments.normalization import (
     smooth,
     train_and_probe,
 )
+from gradpath.models import DeepMLP
 from torch import nn
 
 

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from gradpath.book import site
 from gradpath.book.interactive import show, slider_figure, to_html
+from gradpath.book.quiz import QuizError, load_quiz, validate_quiz
+from gradpath.book.widgets import STATIC_NOTE, live_explorer
 from gradpath.plots import (
     NONFINITE_COLOR,
     plot_activation_histograms,
@@ -14,8 +16,6 @@ from gradpath.plots import (
     plot_norm_heatmap,
     plot_training_curves,
 )
-from gradpath.book.quiz import QuizError, load_quiz, validate_quiz
-from gradpath.book.widgets import STATIC_NOTE, live_explorer
 
 
 def test_gradient_norm_plot_is_log_scale_and_marks_nonfinite():

@@ -1,4 +1,4 @@
-"""Tests for gradpath.experiments.recurrent: spectral radius, gradient through time, the adding problem, and
+"""Tests for experiments.recurrent: spectral radius, gradient through time, the adding problem, and
 the one-unit cliff."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from gradpath.probes import gradient_norms_by_layer, weight_layers
 from gradpath.experiments.recurrent import (
     VanillaRNN,
     adding_problem,
@@ -19,6 +18,7 @@ from gradpath.experiments.recurrent import (
     spectral_radius,
     spectral_radius_sweep,
 )
+from gradpath.probes import gradient_norms_by_layer, weight_layers
 from gradpath.training import train
 
 

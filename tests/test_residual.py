@@ -6,9 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 from gradpath.data import teacher_classification
-from gradpath.models import Block, DeepMLP
 from gradpath.experiments.normalization import train_and_probe
-from gradpath.probes import gradient_norms_by_layer
 from gradpath.experiments.residual import (
     HighwayBlock,
     HighwayMLP,
@@ -26,6 +24,8 @@ from gradpath.experiments.residual import (
     steps_to_reach,
     zero_residual_branches_,
 )
+from gradpath.models import Block, DeepMLP
+from gradpath.probes import gradient_norms_by_layer
 from torch import nn
 
 

@@ -9,8 +9,6 @@ import torch
 from gradpath.activations import derivative
 from gradpath.data import digits
 from gradpath.diagnosis import diagnose_gradients
-from gradpath.models import DeepMLP
-from gradpath.probes import activation_statistics
 from gradpath.experiments.symptoms import (
     SymptomReport,
     chance_loss,
@@ -21,6 +19,8 @@ from gradpath.experiments.symptoms import (
     vanishing_symptoms,
     weight_snapshot,
 )
+from gradpath.models import DeepMLP
+from gradpath.probes import activation_statistics
 from gradpath.training import TrainingHistory, train
 
 

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from gradpath.models import DeepMLP
 from gradpath.experiments.variance import (
     initialization_table,
     log10_drift,
@@ -15,6 +14,7 @@ from gradpath.experiments.variance import (
     total_change,
     variance_sweep,
 )
+from gradpath.models import DeepMLP
 
 
 def test_linear_network_matches_the_exact_backward_variance():

@@ -1,4 +1,4 @@
-"""gradpath: measure how gradients flow through any PyTorch model — the library behind Gradient Flow.
+"""gradpath: measure how gradients flow through any PyTorch model (the library of Gradient Flow).
 
 Three layers, each allowed to import only the ones below it (checked by import-linter):
 
@@ -20,7 +20,7 @@ Three layers, each allowed to import only the ones below it (checked by import-l
 **Chapter experiments** (:mod:`gradpath.experiments`): one module per chapter topic.
 
 **Book plumbing** (:mod:`gradpath.book`): the Sphinx extension, quizzes, kernel-free figures,
-live explorers and the benchmark. Install the chapters' extras with ``pip install 'gradpath[book]'``.
+live explorers and the benchmark. The chapters' extras: ``pip install 'gradpath[book]'``.
 """
 
 __version__ = "0.1.0"

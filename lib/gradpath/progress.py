@@ -11,7 +11,6 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-
 T = TypeVar("T")
 PROGRESS_ENV = "GRADPATH_PROGRESS"
 STATIC_BUILD_ENV = "GRADPATH_STATIC_BUILD"

@@ -2,7 +2,7 @@
 
 :func:`slider_figure` builds a plotly figure whose slider switches between precomputed results
 (one "frame" per slider position), and :func:`show` displays it. On the book's pages plotly.js is
-served from the site's own ``_static/`` (see :mod:`gradpath.book.site`); in a live notebook that has no
+served from the site's own ``_static/`` (:mod:`gradpath.book.site`); in a live notebook that has no
 copy on the page yet (Colab, Binder), the figure loads plotly.js itself.
 """
 
@@ -17,8 +17,8 @@ import plotly.graph_objects as go
 from IPython.display import HTML
 from plotly.offline import get_plotlyjs_version
 
-from gradpath.plots import PALETTE
 from gradpath.book.site import PLOTLY_MARKER
+from gradpath.plots import PALETTE
 
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 

@@ -5,12 +5,12 @@ checked by import-linter (``make lint``, and ``tests/test_layers.py``).
 
 - :mod:`~gradpath.experiments.chain`           chapter 1: derivatives along a chain of layers
 - :mod:`~gradpath.experiments.symptoms`        chapter 2: frozen layers, plateaus, depth tables
-- :mod:`~gradpath.experiments.explosion`       chapter 3: growth factors, layer gains, a blown-up run
+- :mod:`~gradpath.experiments.explosion`       chapter 3: growth factors, layer gains, a bad run
 - :mod:`~gradpath.experiments.recurrent`       chapters 3-4: an RNN with a chosen spectral radius
 - :mod:`~gradpath.experiments.clipping`        chapter 4: clipping experiments
 - :mod:`~gradpath.experiments.activation_flow` chapter 5: activation derivatives and weight growth
 - :mod:`~gradpath.experiments.dead_units`      chapter 5: killing, counting and reviving dead ReLUs
-- :mod:`~gradpath.experiments.variance`        chapter 6: forward/backward variance at initialization
+- :mod:`~gradpath.experiments.variance`        chapter 6: forward/backward variance at init
 - :mod:`~gradpath.experiments.saturation`      chapter 6: each layer's activations during training
 - :mod:`~gradpath.experiments.normalization`   chapter 7: batch norm written out, landscape probes
 - :mod:`~gradpath.experiments.residual`        chapter 8: residual and highway blocks, lesions
