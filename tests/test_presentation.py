@@ -5,6 +5,7 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from gradpath.book import glue as glue_module
 from gradpath.book import site
 from gradpath.book.interactive import show, slider_figure, to_html
 from gradpath.book.quiz import QuizError, load_quiz, validate_quiz
@@ -128,6 +129,6 @@ def test_site_glue_prints_without_myst(monkeypatch, capsys):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_myst)
-    assert site.glue("ratio", 2.5) == 2.5
+    assert glue_module.glue("ratio", 2.5) == 2.5
     assert "ratio = 2.5" in capsys.readouterr().out
     assert site.plotly_js_path().stat().st_size > 1_000_000

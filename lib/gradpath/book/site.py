@@ -19,7 +19,7 @@ from typing import Any
 
 from gradpath.progress import STATIC_BUILD_ENV, is_static_build
 
-__all__ = ["STATIC_BUILD_ENV", "is_static_build", "glue", "setup", "plotly_js_path"]
+__all__ = ["STATIC_BUILD_ENV", "is_static_build", "setup", "plotly_js_path"]
 
 PLOTLY_JS = "plotly.min.js"
 PLOTLY_MARKER = "gradpath-interactive"
@@ -74,18 +74,3 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("build-finished", _copy_plotly)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
-
-
-def glue(name: str, value: Any) -> Any:
-    """Make ``value`` available to the page's prose as ``{glue:text}`name```, and return it.
-
-    Uses MyST-NB's ``glue`` when it is installed (the book build, Binder); elsewhere (Colab) it
-    prints ``name = value`` so the number is still visible next to the prose that cites it.
-    """
-    try:
-        from myst_nb import glue as myst_glue
-    except ImportError:
-        print(f"{name} = {value}")
-    else:
-        myst_glue(name, value, display=False)
-    return value
