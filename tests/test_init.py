@@ -9,6 +9,7 @@ from gradpath.init import (
     RECIPES,
     LSUVReport,
     apply_recipe_,
+    expected_weight_std,
     get_recipe,
     he_std,
     initialize_,
@@ -50,19 +51,26 @@ def test_schemes_draw_exactly_what_torch_nn_init_draws():
         assert torch.count_nonzero(layer.bias) == 0
 
 
-def test_gain_follows_calculate_gain_or_the_override():
+def test_xavier_means_glorot_gain_one_unless_a_gain_is_asked_for():
     layer = nn.Linear(500, 500)
-    initialize_(layer, "xavier_normal", activation="tanh")
+    for activation in ("tanh", "relu", "sigmoid"):
+        initialize_(layer, "xavier_normal", activation=activation)
+        assert layer.weight.std().item() == pytest.approx(xavier_std(500, 500), rel=0.02)
+    initialize_(layer, "xavier_normal", activation="relu", gain=5 / 3)
     assert layer.weight.std().item() == pytest.approx(5 / 3 * xavier_std(500, 500), rel=0.02)
-    initialize_(layer, "xavier_normal", activation="tanh", gain=1.0)
-    assert layer.weight.std().item() == pytest.approx(xavier_std(500, 500), rel=0.02)
+    # On a ReLU DeepMLP, Xavier is not He: with fan_in = fan_out, He's std is sqrt(2) larger.
+    xavier = DeepMLP(200, 4, width=200, depth=3, init="xavier_normal",
+                     generator=torch.Generator().manual_seed(0)).weight_layers()[1].weight
+    he = DeepMLP(200, 4, width=200, depth=3, init="he_normal",
+                 generator=torch.Generator().manual_seed(0)).weight_layers()[1].weight
+    assert (he.std() / xavier.std()).item() == pytest.approx(math.sqrt(2), rel=0.03)
     initialize_(layer, "he_normal", activation="relu", gain=3.0)
     assert layer.weight.std().item() == pytest.approx(3 / math.sqrt(500), rel=0.02)
     with pytest.raises(ValueError, match="gain"):
         initialize_(layer, "he_normal", gain=0.0)
 
 
-def test_default_behaviour_without_gain_is_unchanged():
+def test_orthogonal_keeps_the_activation_gain():
     a, b = nn.Linear(30, 30), nn.Linear(30, 30)
     initialize_(a, "orthogonal", activation="relu", generator=torch.Generator().manual_seed(1))
     nn.init.orthogonal_(b.weight, gain=math.sqrt(2), generator=torch.Generator().manual_seed(1))
@@ -153,3 +161,56 @@ def test_recipes_apply_and_unknown_names_list_the_choices():
         get_recipe("kaiming")
     with pytest.raises(ValueError, match="lsuv"):
         apply_recipe_(_mlp(), "lsuv")
+
+
+SHAPES = [(300, 300), (400, 100), (100, 400), (64, 1000)]   # (fan_out, fan_in)
+
+
+@pytest.mark.parametrize("fan_out,fan_in", SHAPES)
+@pytest.mark.parametrize("scheme,kwargs", [
+    ("uniform", {"scale": 0.5}),
+    ("normal", {"scale": 0.3}),
+    ("xavier_uniform", {}),
+    ("xavier_normal", {}),
+    ("xavier_normal", {"gain": 2.0}),
+    ("he_uniform", {}),
+    ("he_normal", {}),
+    ("he_normal", {"mode": "fan_out"}),
+    ("he_uniform", {"mode": "fan_out"}),
+    ("he_normal", {"gain": 1.0}),
+    ("orthogonal", {"gain": 1.0}),
+    ("pytorch_default", {}),
+])
+def test_empirical_weight_variance_matches_the_formula(scheme, kwargs, fan_out, fan_in):
+    layer = nn.Linear(fan_in, fan_out)
+    torch.manual_seed(1)        # pytorch_default draws from the global generator
+    initialize_(layer, scheme, activation="relu", generator=torch.Generator().manual_seed(1),
+                **kwargs)
+    expected = expected_weight_std(scheme, fan_in, fan_out, scale=kwargs.get("scale"),
+                                   gain=kwargs.get("gain"), mode=kwargs.get("mode", "fan_in"))
+    # the formula by hand, independently of expected_weight_std
+    gain = kwargs.get("gain")
+    fan = fan_out if kwargs.get("mode") == "fan_out" else fan_in
+    by_hand = {
+        "uniform": lambda: 0.5 ** 2 / 3,
+        "normal": lambda: 0.3 ** 2,
+        "xavier_uniform": lambda: 2 / (fan_in + fan_out),
+        "xavier_normal": lambda: (gain or 1.0) ** 2 * 2 / (fan_in + fan_out),
+        "he_uniform": lambda: 2 / fan,
+        "he_normal": lambda: (gain or math.sqrt(2)) ** 2 / fan,
+        "orthogonal": lambda: 1 / max(fan_in, fan_out),
+        "pytorch_default": lambda: 1 / (3 * fan_in),
+    }[scheme]()
+    assert expected ** 2 == pytest.approx(by_hand, rel=1e-12)
+    measured = layer.weight.detach().double().var().item()
+    n = fan_in * fan_out                  # relative std error of a variance is about sqrt(2/n)
+    assert measured == pytest.approx(by_hand, rel=6 * math.sqrt(2 / n) + 1e-3)
+
+
+def test_mode_and_expected_std_validate_their_arguments():
+    with pytest.raises(ValueError, match="fan_in, fan_out"):
+        initialize_(nn.Linear(3, 3), "he_normal", mode="fan_avg")
+    with pytest.raises(ValueError, match="valid choices"):
+        expected_weight_std("lecun", 3, 3)
+    with pytest.raises(ValueError, match="scale"):
+        expected_weight_std("uniform", 3, 3)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from gradpath.activations import get_activation
+from gradpath.probes import as_float64, preserved_state
 
 INITIALIZATIONS = (
     "pytorch_default",
@@ -50,29 +51,80 @@ def xavier_bound(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
 
 
 def he_std(fan_in: int, gain: float = math.sqrt(2.0)) -> float:
-    """He et al. (2015): ``std = gain / sqrt(fan_in)``, with ``gain = sqrt(2)`` for ReLU."""
+    """He et al. (2015): ``std = gain / sqrt(fan)``, with ``gain = sqrt(2)`` for ReLU.
+
+    ``fan_in`` is the fan the variance is kept for: the layer's fan-in (forward pass, the
+    default mode) or its fan-out (``mode="fan_out"``, the backward pass).
+    """
     return gain / math.sqrt(fan_in)
+
+
+FAN_MODES = ("fan_in", "fan_out")
+
+
+def expected_weight_std(scheme: str, fan_in: int, fan_out: int, *, scale: float | None = None,
+                        gain: float | None = None, mode: str = "fan_in") -> float:
+    """The standard deviation of a weight that :func:`initialize_` draws with ``scheme``.
+
+    ``gain`` is the gain used (``None``: 1 for Xavier, ``sqrt(2)`` for He, 1 for orthogonal,
+    whose default in :func:`initialize_` is the activation's gain: pass that one). Orthogonal
+    rows (or columns, if there are more rows than columns) have unit norm, so an entry's
+    variance is ``gain**2 / max(fan_in, fan_out)``. ``pytorch_default`` is
+    ``U(±1/sqrt(fan_in))``. ``mode`` picks He's fan. Raises ``ValueError`` for other schemes.
+    """
+    if scheme in ("uniform", "normal"):
+        if scale is None or not scale > 0:
+            raise ValueError(f"initialization {scheme!r} needs a positive scale, got {scale!r}")
+        return uniform_std(scale) if scheme == "uniform" else scale
+    if scheme in ("xavier_uniform", "xavier_normal"):
+        return xavier_std(fan_in, fan_out, 1.0 if gain is None else gain)
+    if scheme in ("he_uniform", "he_normal"):
+        return he_std(_fan(fan_in, fan_out, mode), math.sqrt(2.0) if gain is None else gain)
+    if scheme == "orthogonal":
+        return (1.0 if gain is None else gain) / math.sqrt(max(fan_in, fan_out))
+    if scheme == "pytorch_default":
+        return uniform_std(pytorch_default_bound(fan_in))
+    raise ValueError(f"unknown initialization {scheme!r}; valid choices are "
+                     f"{', '.join(INITIALIZATIONS)}")
+
+
+def _fan(fan_in: int, fan_out: int, mode: str) -> int:
+    if mode not in FAN_MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid choices are {', '.join(FAN_MODES)}")
+    return fan_in if mode == "fan_in" else fan_out
 
 
 def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
                 activation: str = "relu", generator: torch.Generator | None = None,
-                gain: float | None = None) -> nn.Module:
+                gain: float | None = None, mode: str = "fan_in") -> nn.Module:
     """Initialize every ``nn.Linear`` weight in ``model`` in place, and return the model.
+
+    The names mean what the papers mean, with PyTorch's default gains:
+
+    - ``xavier_uniform`` / ``xavier_normal``: Glorot & Bengio (2010),
+      ``Var(W) = 2 / (fan_in + fan_out)``, gain 1 whatever the activation (as
+      ``torch.nn.init.xavier_*_`` by default);
+    - ``he_uniform`` / ``he_normal``: He et al. (2015), ``Var(W) = 2 / fan`` (gain ``sqrt(2)``;
+      leaky ReLU uses its own slope), ``fan`` the fan-in or, with ``mode="fan_out"``, fan-out;
+    - ``orthogonal``: Saxe et al. (2014), times the activation's gain
+      (``torch.nn.init.calculate_gain(activation)``);
+    - ``uniform`` / ``normal``: ``U(-scale, scale)`` / ``N(0, scale²)``;
+    - ``pytorch_default``: ``nn.Linear.reset_parameters``, ``U(±1/sqrt(fan_in))``.
 
     Args:
         scheme: one of :data:`INITIALIZATIONS`.
         scale: for ``"uniform"`` the bound ``a`` of U(-a, a); for ``"normal"`` the standard
             deviation. Required for those two, ignored by the others.
-        activation: the activation that follows each layer; sets the gain of the Xavier,
-            He and orthogonal schemes the way ``torch.nn.init.calculate_gain`` does.
+        activation: the activation that follows each layer; sets the gain of the orthogonal
+            scheme (and He's for leaky ReLU) the way ``torch.nn.init.calculate_gain`` does.
         generator: an optional ``torch.Generator`` for reproducible draws.
-        gain: if given, use this gain for the Xavier, He and orthogonal schemes instead of the
-            one derived from ``activation`` (e.g. ``gain=1.0`` is Glorot & Bengio's original
-            rule whatever the activation).
+        gain: if given, use this gain for the Xavier, He and orthogonal schemes instead of their
+            default (e.g. ``gain=nn.init.calculate_gain("tanh")`` is Xavier scaled for tanh).
+        mode: ``"fan_in"`` (default) or ``"fan_out"``: the fan He's variance is kept for.
 
     Raises:
-        ValueError: for an unknown scheme or activation, a missing/non-positive ``scale``, or a
-            non-positive ``gain``.
+        ValueError: for an unknown scheme, activation or mode, a missing/non-positive
+            ``scale``, or a non-positive ``gain``.
     """
     if scheme not in INITIALIZATIONS:
         raise ValueError(
@@ -82,15 +134,17 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
         raise ValueError(f"initialization {scheme!r} needs a positive scale, got {scale!r}")
     if gain is not None and not (isinstance(gain, (int, float)) and gain > 0):
         raise ValueError(f"gain must be a positive number, got {gain!r}")
+    _fan(1, 1, mode)  # validates mode
     act = get_activation(activation)
     param = 0.01 if act.gain_name == "leaky_relu" else None
     activation_gain = nn.init.calculate_gain(act.gain_name, param)  # type: ignore[arg-type]
     # "He initialization" means the ReLU-family gain whatever follows the layer, as in
     # torch.nn.init.kaiming_normal_(nonlinearity="relu"); leaky ReLU uses its own slope.
     he_gain = activation_gain if act.gain_name == "leaky_relu" else math.sqrt(2.0)
+    # Glorot & Bengio's rule has no gain: torch.nn.init.xavier_*_ default to gain=1.
+    xavier_gain = 1.0
     if gain is not None:
-        activation_gain = he_gain = float(gain)
-    gain = activation_gain
+        activation_gain = he_gain = xavier_gain = float(gain)
     for module in model.modules():
         if not isinstance(module, nn.Linear):
             continue
@@ -105,17 +159,17 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
             elif scheme == "normal":
                 w.normal_(0.0, float(scale), generator=generator)  # type: ignore[arg-type]
             elif scheme == "xavier_uniform":
-                b = xavier_bound(fan_in, fan_out, gain)
+                b = xavier_bound(fan_in, fan_out, xavier_gain)
                 w.uniform_(-b, b, generator=generator)
             elif scheme == "xavier_normal":
-                w.normal_(0.0, xavier_std(fan_in, fan_out, gain), generator=generator)
+                w.normal_(0.0, xavier_std(fan_in, fan_out, xavier_gain), generator=generator)
             elif scheme == "he_uniform":
-                b = math.sqrt(3.0) * he_std(fan_in, he_gain)
+                b = math.sqrt(3.0) * he_std(_fan(fan_in, fan_out, mode), he_gain)
                 w.uniform_(-b, b, generator=generator)
             elif scheme == "he_normal":
-                w.normal_(0.0, he_std(fan_in, he_gain), generator=generator)
+                w.normal_(0.0, he_std(_fan(fan_in, fan_out, mode), he_gain), generator=generator)
             elif scheme == "orthogonal":
-                nn.init.orthogonal_(w, gain=gain, generator=generator)
+                nn.init.orthogonal_(w, gain=activation_gain, generator=generator)
             if module.bias is not None:
                 module.bias.zero_()
     return model
@@ -204,6 +258,12 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, tolerance: float = 0.1, max_iter
     A layer whose output variance is zero or not finite cannot be rescaled; it is reported as not
     converged rather than raising.
 
+    It changes the weights and biases of the weight layers and nothing else: the calibration
+    passes run in the model's current mode, but BatchNorm's running statistics,
+    ``num_batches_tracked``, the modes and the random state they would have moved are put back
+    (the orthogonal draw uses ``generator``, or the global generator as ``torch.nn.init`` does).
+    The variance is accumulated in float64.
+
     Args:
         x: a representative input batch (at least 2 examples).
         tolerance: how close to 1 the output variance must come.
@@ -242,10 +302,11 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, tolerance: float = 0.1, max_iter
             for _ in range(max_iterations + 1):
                 seen.clear()
                 try:
-                    model(x)
+                    with preserved_state(model):   # running statistics, modes, RNG untouched
+                        model(x)
                 except _StopForward:
                     pass
-                variance = float(seen[-1].double().var())
+                variance = float(as_float64(seen[-1]).var())
                 if not math.isfinite(variance) or variance == 0.0:
                     break
                 if abs(variance - 1.0) < tolerance:

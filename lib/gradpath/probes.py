@@ -6,12 +6,27 @@
 - :func:`activation_statistics` records pre-activations and outputs of every hidden layer and
   reports the saturated fraction (sigmoid/tanh) and the dead fraction (ReLU).
 - :func:`global_gradient_norm` and :func:`first_nonfinite` report explosions as numbers.
+
+Numbers that do not lie. A float32 sum of squares overflows once an entry passes about
+``1.8e19`` (its square passes float32's ``3.4e38``) and underflows to zero once the entries fall
+below about ``1e-19`` (squares below float32's smallest number), although the entries themselves
+are perfectly finite. Every norm here (:func:`tensor_norms`) is therefore computed so that finite
+entries give the right finite answer: a fast float32 reduction where it is provably exact, and
+float64 accumulation (or scaling by the largest entry, where the device has no float64) where it
+is not. Whether something is non-finite is decided from the tensors (``torch.isfinite``), never
+from a derived norm.
+
+Probes leave a model as they found it: parameters, buffers (BatchNorm's running statistics and
+``num_batches_tracked``), ``.grad`` fields, train/eval mode and the global random-number state,
+unless the docstring says otherwise (:func:`backward_signal_norms` leaves the gradients of the
+pass it ran in ``.grad``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -21,6 +36,165 @@ from torch import nn
 from gradpath.activations import derivative, get_activation
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _fast_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each tensor's L2 norm from one fused reduction (``torch._foreach_norm``), on their device.
+
+    float32 (and float16/bfloat16, upcast to float32) accumulate in float32, float64 in float64,
+    so a result can overflow or underflow although every entry is finite; :func:`_reliable` says
+    when it cannot have. Returns a 1-D tensor of the accumulation dtype (float64 if any input is
+    float64).
+    """
+    ts = [t.detach() for t in tensors]
+    if not ts:
+        return torch.zeros(0)
+    if all(t.dtype == torch.float32 for t in ts):
+        return torch.stack(torch._foreach_norm(ts))
+    norms = [torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in _LOW_PRECISION
+                                      else None) for t in ts]
+    dtype = torch.float64 if any(n.dtype == torch.float64 for n in norms) else torch.float32
+    return torch.stack([n.to(dtype) for n in norms])
+
+
+def _reliable(value: float, numel: int, accumulated_in: torch.dtype) -> bool:
+    """Whether a fast norm ``value`` of ``numel`` entries is the true norm to rounding error.
+
+    A finite result means no square overflowed (an overflow leaves ``inf`` in the sum). Squares
+    below the dtype's smallest normal number (``tiny``) may be lost or rounded; they change the
+    sum of squares by at most ``numel · tiny``, which is below 1e-9 of it when
+    ``value² >= 1e9 · numel · tiny``. Anything smaller (including an exact 0) is recomputed.
+    """
+    tiny = torch.finfo(accumulated_in).tiny
+    return math.isfinite(value) and value * value >= 1e9 * max(numel, 1) * tiny
+
+
+def _float64_capable(device: torch.device) -> bool:
+    return device.type != "mps"
+
+
+def _exact_norm(t: torch.Tensor) -> float:
+    """One tensor's L2 norm, right for every finite entry (float64 sum, or scaled by the max)."""
+    t = t.detach()
+    if t.numel() == 0:
+        return 0.0
+    if t.dtype != torch.float64 and _float64_capable(t.device):
+        # the square of float32's largest number, 1.2e77, and of its smallest, 2e-90, are both
+        # comfortably inside float64, so this sum neither overflows nor underflows.
+        return float(torch.linalg.vector_norm(t, dtype=torch.float64))
+    work = t.float() if t.dtype in _LOW_PRECISION else t
+    peak = float(work.abs().amax())          # nan if any entry is nan, inf if any is infinite
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * float(torch.linalg.vector_norm(work / peak))
+
+
+def _settle(values: list[float], tensors: Sequence[torch.Tensor],
+            accumulated_in: torch.dtype) -> list[float]:
+    """Replace every fast norm that may have overflowed or underflowed by the exact one.
+
+    A non-finite fast norm is kept only if the tensor itself holds a non-finite entry (decided by
+    ``torch.isfinite`` on the entries); otherwise the entries are finite and the norm is
+    recomputed exactly.
+    """
+    out = list(values)
+    for i, (v, t) in enumerate(zip(values, tensors, strict=True)):
+        if _reliable(v, t.numel(), accumulated_in):
+            continue
+        if not math.isfinite(v) and not bool(torch.isfinite(t.detach()).all()):
+            continue
+        out[i] = _exact_norm(t)
+    return out
+
+
+def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
+    """The L2 norm of each tensor, as Python floats; right for every finite input.
+
+    One fused reduction on the tensors' device and one transfer to the host; a norm that float32
+    could not have computed exactly (entries above about ``1.8e19`` or below about ``1e-19``) is
+    recomputed with float64 accumulation (scaled by the largest entry on devices without
+    float64). Example: 100 entries of ``1e20`` give ``1e21``, and 100 entries of ``1e-26`` give
+    ``1e-25`` (a float32 ``Tensor.norm()`` gives ``inf`` and ``0``).
+
+    Args:
+        tensors: any floating tensors (float16, bfloat16, float32, float64), on one device.
+
+    Returns:
+        One norm per tensor; ``inf`` or ``nan`` exactly when the tensor has an ``inf`` or ``nan``
+        entry. Never raises because of the values.
+    """
+    ts = list(tensors)
+    if not ts:
+        return []
+    fast = _fast_norms(ts)
+    return _settle(fast.tolist(), ts, fast.dtype)
+
+
+def tensor_norm(tensor: torch.Tensor) -> float:
+    """The L2 norm of one tensor, right for every finite entry (see :func:`tensor_norms`)."""
+    return tensor_norms([tensor])[0]
+
+
+def combined_norm(norms: Sequence[float]) -> float:
+    """The norm of several tensors together, ``sqrt(Σ ‖t_i‖²)``, from their separate norms.
+
+    Computed with ``math.hypot`` (scaled, in float64), so it neither overflows nor underflows for
+    finite inputs. ``nan`` if any norm is ``nan``, else ``inf`` if any is ``inf``.
+    """
+    values = [float(n) for n in norms]
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return math.hypot(*values)
+
+
+def as_float64(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached float64 copy to accumulate in (on the CPU if the device has no float64, MPS).
+
+    Every entry of a float16/bfloat16/float32 tensor squares to a finite, nonzero float64, so
+    sums of squares, variances and norms computed from this copy neither overflow nor underflow.
+    """
+    t = tensor.detach()
+    if not _float64_capable(t.device):
+        t = t.cpu()
+    return t.to(torch.float64)
+
+
+def float64_statistics(tensor: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of all entries, accumulated in float64 (no overflow)."""
+    t = as_float64(tensor)
+    return float(t.mean()), float(t.std()) if t.numel() > 1 else math.nan
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Run a block and put back the model's buffers, train/eval modes and the global RNG state.
+
+    Buffers (e.g. BatchNorm's ``running_mean``, ``running_var``, ``num_batches_tracked``) are
+    copied back in place; every submodule gets back its own ``training`` flag; the CPU random
+    state, and CUDA's or MPS's when they are in use, are restored, so dropout inside the block
+    draws numbers that the rest of the program never notices.
+    """
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    modes = [(m, m.training) for m in model.modules()]
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    mps_state = (torch.mps.get_rng_state()
+                 if torch.backends.mps.is_available() else None)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for m, training in modes:
+            m.training = training
+        torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        if mps_state is not None:
+            torch.mps.set_rng_state(mps_state)
 
 
 def weight_layers(model: nn.Module) -> list[nn.Module]:
@@ -41,27 +215,31 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
 def gradient_norms_by_layer(model: nn.Module) -> list[float]:
     """The L2 norm of each weight layer's gradient ``‖∂L/∂W_l‖``, input layer first.
 
-    Call after ``loss.backward()``. Non-finite gradients are reported as ``inf`` or ``nan``,
-    never raised.
+    Call after ``loss.backward()``. Right for every finite gradient (see :func:`tensor_norms`);
+    a gradient with an ``inf``/``nan`` entry is reported as ``inf`` or ``nan``, never raised.
 
     Raises:
         RuntimeError: if no gradient has been computed yet.
     """
-    norms = []
+    grads = []
     for layer in weight_layers(model):
         grad = cast(torch.Tensor, layer.weight).grad
         if grad is None:
             raise RuntimeError("no gradient on the weights yet: call loss.backward() first")
-        norms.append(float(grad.detach().norm()))
-    return norms
+        grads.append(grad)
+    return tensor_norms(grads)
 
 
 def global_gradient_norm(model: nn.Module) -> float:
-    """The L2 norm of all parameter gradients together (what ``clip_grad_norm_`` measures)."""
-    grads = [p.grad.detach().flatten() for p in model.parameters() if p.grad is not None]
+    """The L2 norm of all parameter gradients together (what ``clip_grad_norm_`` measures).
+
+    Unlike ``torch.nn.utils.clip_grad_norm_``, which sums float32 squares, it is right for every
+    finite gradient: entries of ``1e20`` give a finite norm, not ``inf``.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         raise RuntimeError("no gradients yet: call loss.backward() first")
-    return float(torch.cat(grads).norm())
+    return combined_norm(tensor_norms(grads))
 
 
 def _hidden_outputs(model: nn.Module) -> list[nn.Module]:
@@ -75,8 +253,15 @@ def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                           loss_fn: LossFn) -> list[float]:
     """``‖∂L/∂a_l‖`` for the output ``a_l`` of every hidden block, input side first.
 
-    Runs one forward and backward pass (it leaves the parameter gradients in place), capturing
-    the gradient that arrives at each block's output through tensor hooks.
+    Runs one forward and backward pass in the model's current mode, capturing the gradient that
+    arrives at each block's output through tensor hooks. Side effect, on purpose: the parameter
+    gradients of this pass replace whatever was in ``.grad`` (so :func:`gradient_norms_by_layer`
+    can read them next). Everything else is left as found: BatchNorm's running statistics, the
+    train/eval mode and the global random state (dropout's draws are undone).
+
+    Returns:
+        One norm per block (``len(model.blocks)``), right for every finite gradient; ``nan`` for a
+        block the gradient did not reach.
     """
     captured: dict[int, torch.Tensor] = {}
     handles = []
@@ -89,15 +274,18 @@ def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         return hook
 
     blocks = _hidden_outputs(model)
-    for i, block in enumerate(blocks):
-        handles.append(block.register_forward_hook(keep(i)))
-    try:
-        model.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-    finally:
-        for h in handles:
-            h.remove()
-    return [float(captured[i].norm()) if i in captured else math.nan for i in range(len(blocks))]
+    with preserved_state(model):
+        for i, block in enumerate(blocks):
+            handles.append(block.register_forward_hook(keep(i)))
+        try:
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+        finally:
+            for h in handles:
+                h.remove()
+    reached = [i for i in range(len(blocks)) if i in captured]
+    norms = dict(zip(reached, tensor_norms([captured[i] for i in reached]), strict=True))
+    return [norms.get(i, math.nan) for i in range(len(blocks))]
 
 
 @dataclass(frozen=True)
@@ -118,11 +306,13 @@ class LayerActivations:
 
     @property
     def mean(self) -> float:
-        return float(self.output.mean())
+        """Mean of the outputs, accumulated in float64."""
+        return float64_statistics(self.output)[0]
 
     @property
     def std(self) -> float:
-        return float(self.output.std())
+        """Standard deviation of the outputs, accumulated in float64 (no float32 overflow)."""
+        return float64_statistics(self.output)[1]
 
 
 def saturated_fraction(activation: str, pre_activation: torch.Tensor,
@@ -135,19 +325,24 @@ def saturated_fraction(activation: str, pre_activation: torch.Tensor,
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     act = get_activation(activation)
     d = derivative(activation, pre_activation.detach().float())
-    return float((d.abs() < threshold * act.max_derivative).float().mean())
+    return float((d.abs() < threshold * act.max_derivative).double().mean())
 
 
 def dead_fraction(output: torch.Tensor) -> float:
     """Share of units (columns) whose output is exactly zero for every example (row)."""
     if output.dim() != 2:
         raise ValueError(f"expected a (batch, units) tensor, got shape {tuple(output.shape)}")
-    return float((output == 0).all(dim=0).float().mean())
+    return float((output == 0).all(dim=0).double().mean())
 
 
 @torch.no_grad()
 def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActivations]:
-    """Run ``x`` through ``model``; describe the input and output of each block's activation."""
+    """Run ``x`` through ``model``; describe the input and output of each block's activation.
+
+    The forward pass runs in the model's current mode (in training mode BatchNorm normalizes with
+    the batch's statistics, and dropout drops), but the model is left exactly as found: running
+    statistics, ``num_batches_tracked``, mode and the global random state are put back.
+    """
     records: list[tuple[torch.Tensor, torch.Tensor]] = []
     handles = []
     blocks = _hidden_outputs(model)
@@ -158,7 +353,8 @@ def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActiva
     for block in blocks:
         handles.append(cast(nn.Module, block.activation).register_forward_hook(hook))
     try:
-        model(x)
+        with preserved_state(model):
+            model(x)
     finally:
         for h in handles:
             h.remove()
@@ -184,3 +380,24 @@ def nonfinite_parameters(model: nn.Module) -> list[str]:
         if not torch.isfinite(p).all() or (p.grad is not None and not torch.isfinite(p.grad).all()):
             bad.append(name)
     return bad
+
+
+def _exact_norms_on_device(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each tensor's L2 norm, right for every finite entry, computed without leaving the device.
+
+    float64 accumulation in one fused call where the device has float64 and no input is float64;
+    otherwise each tensor is divided by its largest entry first. Used where a host round trip per
+    step would cost a device sync (``train(record_every > 1)``).
+    """
+    ts = [t.detach() for t in tensors]
+    if _float64_capable(ts[0].device) and all(t.dtype != torch.float64 for t in ts):
+        return torch.stack(torch._foreach_norm(ts, 2, dtype=torch.float64))
+    return torch.stack([_scaled_norm(t.float() if t.dtype in _LOW_PRECISION else t) for t in ts])
+
+
+def _scaled_norm(t: torch.Tensor) -> torch.Tensor:
+    """``max|t| · ‖t / max|t|‖`` as a 0-d tensor: no overflow or underflow for finite entries."""
+    peak = t.abs().amax() if t.numel() else t.new_zeros(())
+    usable = torch.isfinite(peak) & (peak > 0)
+    scaled = torch.linalg.vector_norm(t / torch.where(usable, peak, torch.ones_like(peak)))
+    return torch.where(usable, peak * scaled, peak)

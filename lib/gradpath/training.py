@@ -2,8 +2,15 @@
 
 :func:`train` runs plain minibatch training and records, per step, the loss, each weight layer's
 gradient norm, the global gradient norm before and after clipping, and each layer's weight norm.
-A loss or gradient that becomes ``inf``/``nan`` is a result, not a crash: the step is recorded in
-``first_nonfinite_step`` and training stops there (or carries on, if asked).
+A loss or gradient that becomes ``inf``/``nan`` is a result, not a crash: the first step with a
+non-finite loss and the first step with a non-finite gradient entry are recorded separately, and
+training stops there (or carries on, if asked).
+
+Recording is cheap: every step, all the norms come from one fused reduction on the device
+(``torch._foreach_norm``) and reach the host in one transfer, so a GPU syncs once per step (or once
+every ``record_every`` steps), not once per layer. The norms are right for every finite gradient
+and weight (see :func:`gradpath.probes.tensor_norms`); whether a loss or a gradient is non-finite
+is decided from the tensors themselves.
 """
 
 from __future__ import annotations
@@ -17,10 +24,22 @@ import torch
 from torch import nn
 
 from gradpath.data import Dataset
-from gradpath.probes import global_gradient_norm, gradient_norms_by_layer, weight_layers
+from gradpath.probes import (
+    _exact_norms_on_device,
+    _fast_norms,
+    _float64_capable,
+    _scaled_norm,
+    _settle,
+    combined_norm,
+    tensor_norms,
+    weight_layers,
+)
 from gradpath.progress import progress
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+
+# torch.nn.utils.clip_grad_norm_ divides by (norm + 1e-6); train() clips with the same rule.
+_CLIP_EPS = 1e-6
 
 
 @dataclass
@@ -33,9 +52,14 @@ class TrainingHistory:
             measured before clipping.
         global_norm: per step, the norm of all gradients together before clipping.
         clipped_norm: per step, the same norm after clipping (equal when no clipping happened).
-        weight_norms: per step, ``‖W_l‖`` of every weight layer after the update.
-        first_nonfinite_step: the first step whose loss or gradient was ``inf``/``nan``.
-        stopped_early: whether training stopped at that step instead of running all steps.
+        weight_norms: per step, ``‖W_l‖`` of every weight layer after the update (at a step where
+            training stopped, the weights it stopped with: that step's update was not taken).
+        first_nonfinite_loss_step: the first step whose loss was ``inf``/``nan``.
+        first_nonfinite_gradient_step: the first step with an ``inf``/``nan`` gradient entry.
+        stopped_early: whether training stopped at a non-finite step instead of running all steps.
+
+    Every norm is the true norm of finite entries, even past float32's reach for sums of squares
+    (entries above about ``1.8e19``): ``inf``/``nan`` appear exactly where a tensor holds one.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -43,12 +67,20 @@ class TrainingHistory:
     global_norm: list[float] = field(default_factory=list)
     clipped_norm: list[float] = field(default_factory=list)
     weight_norms: list[list[float]] = field(default_factory=list)
-    first_nonfinite_step: int | None = None
+    first_nonfinite_loss_step: int | None = None
+    first_nonfinite_gradient_step: int | None = None
     stopped_early: bool = False
 
     @property
     def steps(self) -> int:
         return len(self.loss)
+
+    @property
+    def first_nonfinite_step(self) -> int | None:
+        """The first step whose loss or any gradient entry was ``inf``/``nan`` (the earlier)."""
+        found = [s for s in (self.first_nonfinite_loss_step, self.first_nonfinite_gradient_step)
+                 if s is not None]
+        return min(found) if found else None
 
     @property
     def diverged(self) -> bool:
@@ -71,12 +103,19 @@ class TrainingHistory:
         """One sentence on how the run ended."""
         if self.first_nonfinite_step is None:
             return f"ran {self.steps} steps; final loss {self.final_loss():.4g}"
+        parts = []
+        for what, step in (("loss", self.first_nonfinite_loss_step),
+                           ("gradient", self.first_nonfinite_gradient_step)):
+            parts.append(f"{what} first non-finite at step {step}" if step is not None
+                         else f"{what} finite throughout")
         end = "stopped there" if self.stopped_early else f"ran on to step {self.steps - 1}"
-        return f"loss or gradient became non-finite at step {self.first_nonfinite_step}; {end}"
+        return f"{'; '.join(parts)}; {end}"
 
-
-def _weight_norms(layers: list[nn.Module]) -> list[float]:
-    return [float(cast(torch.Tensor, layer.weight).detach().norm()) for layer in layers]
+    def _note_nonfinite(self, step: int, loss_finite: bool, gradient_finite: bool) -> None:
+        if not loss_finite and self.first_nonfinite_loss_step is None:
+            self.first_nonfinite_loss_step = step
+        if not gradient_finite and self.first_nonfinite_gradient_step is None:
+            self.first_nonfinite_gradient_step = step
 
 
 def check_run_length(steps: int, checkpoints: int | None = None) -> None:
@@ -113,7 +152,7 @@ def loss_function(data: Dataset) -> nn.Module:
 def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: str = "sgd",
           batch_size: int | None = None, clip_norm: float | None = None,
           clip_value: float | None = None, seed: int = 0, stop_at_nonfinite: bool = True,
-          description: str = "training") -> TrainingHistory:
+          record_every: int = 1, description: str = "training") -> TrainingHistory:
     """Train ``model`` on ``data`` and record the gradient at every step.
 
     Args:
@@ -121,13 +160,22 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
         lr: learning rate.
         optimizer: one of :data:`OPTIMIZERS`.
         batch_size: examples per step; ``None`` uses the whole dataset every step.
-        clip_norm: if set, rescale all gradients together so their global norm is at most this
-            (``torch.nn.utils.clip_grad_norm_``), after ``backward`` and before ``step``.
+        clip_norm: if set, rescale all gradients together so their global norm is at most this,
+            after ``backward`` and before ``step``: ``torch.nn.utils.clip_grad_norm_``'s rule
+            (multiply by ``min(1, clip_norm / (norm + 1e-6))``), but with the global norm computed
+            without float32 overflow, so a finite gradient above ``1.8e19`` per entry is scaled
+            down instead of being zeroed.
         clip_value: if set, clamp every gradient entry to ``[-clip_value, clip_value]``
             (``torch.nn.utils.clip_grad_value_``).
         seed: seeds the minibatch order.
-        stop_at_nonfinite: stop at the first step whose loss or gradient is ``inf``/``nan``
-            (the default), instead of running on with broken weights.
+        stop_at_nonfinite: stop at the first step whose loss or any gradient entry is
+            ``inf``/``nan`` (the default), before its update, instead of running on with broken
+            weights.
+        record_every: move the recorded numbers from the device to the host once every this many
+            steps (default 1: every step, which is free on a CPU). Larger values spare a GPU the
+            per-step sync. The history recorded is the same; only a run that stops at a
+            non-finite step notices it at the next transfer, so the model itself has taken the
+            updates up to there (the history still ends at the first non-finite step).
 
     Returns:
         A :class:`TrainingHistory`. It never raises because training diverged.
@@ -136,16 +184,21 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
     for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    if batch_size is not None and not 1 <= batch_size:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(record_every, int) or record_every < 1:
+        raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
     device = data.x.device
     model.to(device)
     model.train()
-    opt = make_optimizer(optimizer, list(model.parameters()), lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(optimizer, params, lr)
     criterion = loss_function(data)
-    layers = weight_layers(model)
+    weights = [cast(torch.Tensor, layer.weight) for layer in weight_layers(model)]
+    position = {id(p): i for i, p in enumerate(params)}
+    layer_position = [position.get(id(w)) for w in weights]   # None: a frozen weight layer
     generator = torch.Generator().manual_seed(seed)
-    history = TrainingHistory()
+    recorder = _Recorder(TrainingHistory(), len(weights), stop_at_nonfinite)
     n = len(data)
     for step in progress(range(steps), description):
         if batch_size is None or batch_size >= n:
@@ -156,30 +209,135 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
         opt.zero_grad(set_to_none=True)
         loss = criterion(model(x), y)
         loss.backward()
-        norms = gradient_norms_by_layer(model)
-        total = global_gradient_norm(model)
-        loss_value = float(loss.detach())
-        history.loss.append(loss_value)
-        history.gradient_norms.append(norms)
-        history.global_norm.append(total)
-        finite = math.isfinite(loss_value) and math.isfinite(total)
-        if not finite and history.first_nonfinite_step is None:
-            history.first_nonfinite_step = step
-        if not finite and stop_at_nonfinite:
-            history.clipped_norm.append(total)
-            history.weight_norms.append(_weight_norms(layers))
-            history.stopped_early = step < steps - 1
-            break
-        if clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        if clip_value is not None:
-            torch.nn.utils.clip_grad_value_(model.parameters(), clip_value)
-        if clip_norm is not None or clip_value is not None:
-            total = global_gradient_norm(model)
-        history.clipped_norm.append(total)
+        grads = [cast(torch.Tensor, p.grad) if p.grad is not None else torch.zeros_like(p)
+                 for p in params]
+        if record_every == 1:
+            stop = _host_step(recorder, step, loss, grads, weights, layer_position,
+                              clip_norm, clip_value, params)
+            if stop:
+                break
+        else:
+            recorder.pending.append(_device_step(loss, grads, weights, layer_position,
+                                                 clip_norm, clip_value, params))
+            if (step + 1) % record_every == 0 and recorder.flush():
+                break
         opt.step()
-        history.weight_norms.append(_weight_norms(layers))
+    else:
+        recorder.flush()
+    history = recorder.history
+    if len(history.weight_norms) < history.steps:
+        history.weight_norms.append(tensor_norms(weights))   # after the last update taken
+    history.stopped_early = history.diverged and stop_at_nonfinite and history.steps < steps
     return history
+
+
+class _Recorder:
+    """Collects each step's numbers into a :class:`TrainingHistory`.
+
+    Each step's weight norms are measured before that step's update, in the same fused call as
+    its gradients; they are the weight norms after the previous step's update, and are stored
+    there. The last entry is filled in after the loop.
+    """
+
+    def __init__(self, history: TrainingHistory, layers: int, stop_at_nonfinite: bool) -> None:
+        self.history = history
+        self.layers = layers
+        self.stop_at_nonfinite = stop_at_nonfinite
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, loss: float, total: float, clipped: float, layer_norms: list[float],
+            weights_before: list[float], gradient_finite: bool) -> bool:
+        """Record one step; return whether training must stop here."""
+        h = self.history
+        step = h.steps
+        if step > 0:
+            h.weight_norms.append(weights_before)
+        h.loss.append(loss)
+        h.gradient_norms.append(layer_norms)
+        h.global_norm.append(total)
+        h.clipped_norm.append(clipped)
+        h._note_nonfinite(step, math.isfinite(loss), gradient_finite)
+        if self.stop_at_nonfinite and h.diverged:
+            h.weight_norms.append(weights_before)   # the step's update is not taken
+            return True
+        return False
+
+    def flush(self) -> bool:
+        """Move the pending device rows to the host in one transfer; return whether to stop."""
+        if not self.pending:
+            return False
+        rows = torch.stack(self.pending).tolist()
+        self.pending.clear()
+        k = self.layers
+        for row in rows:
+            loss, total, clipped, finite = row[:4]
+            if self.add(loss, total, clipped, row[4:4 + k], row[4 + k:], finite == 1.0):
+                return True
+        return False
+
+
+def _clip_coefficient(total: float, clip_norm: float) -> float:
+    """``clip_grad_norm_``'s factor ``min(1, clip_norm / (total + 1e-6))`` (``nan`` stays nan)."""
+    coefficient = clip_norm / (total + _CLIP_EPS)
+    return coefficient if math.isnan(coefficient) or coefficient < 1.0 else 1.0
+
+
+def _host_step(recorder: _Recorder, step: int, loss: torch.Tensor, grads: list[torch.Tensor],
+               weights: list[torch.Tensor], layer_position: list[int | None],
+               clip_norm: float | None, clip_value: float | None,
+               params: list[nn.Parameter]) -> bool:
+    """One step's measurements with one device-to-host transfer; clips in place; True to stop."""
+    tensors = grads + weights
+    fast = _fast_norms(tensors)
+    carrier = torch.float64 if _float64_capable(fast.device) else fast.dtype
+    values = torch.cat([loss.detach().reshape(1).to(carrier), fast.to(carrier)]).tolist()
+    norms = _settle(values[1:], tensors, fast.dtype)
+    grad_norms, weight_norms = norms[:len(grads)], norms[len(grads):]
+    total = combined_norm(grad_norms)
+    # a non-finite norm survives _settle only where torch.isfinite found a non-finite entry
+    gradient_finite = all(math.isfinite(v) for v in grad_norms)
+    layer_norms = [grad_norms[i] if i is not None else 0.0 for i in layer_position]
+    stop = recorder.add(values[0], total, total, layer_norms, weight_norms, gradient_finite)
+    if stop:
+        return True
+    clipped = total
+    if clip_norm is not None:
+        coefficient = _clip_coefficient(total, clip_norm)
+        if coefficient != 1.0:
+            torch._foreach_mul_(grads, coefficient)
+            clipped = total * coefficient
+    if clip_value is not None:
+        torch.nn.utils.clip_grad_value_(params, clip_value)
+        clipped = combined_norm(tensor_norms(grads))
+    recorder.history.clipped_norm[-1] = clipped
+    return False
+
+
+def _device_step(loss: torch.Tensor, grads: list[torch.Tensor], weights: list[torch.Tensor],
+                 layer_position: list[int | None], clip_norm: float | None,
+                 clip_value: float | None, params: list[nn.Parameter]) -> torch.Tensor:
+    """One step's measurements as a device row (no sync); clips in place.
+
+    Row: ``[loss, global norm, clipped norm, gradient finite (1/0), layer gradient norms...,
+    weight norms before the update...]``.
+    """
+    norms = _exact_norms_on_device(grads + weights)
+    grad_norms, weight_norms = norms[:len(grads)], norms[len(grads):]
+    total = _scaled_norm(grad_norms)
+    # exact norms: non-finite exactly when an entry is (an inf or nan entry propagates)
+    finite = torch.isfinite(grad_norms).all().to(norms.dtype)
+    clipped = total
+    if clip_norm is not None:
+        coefficient = torch.clamp(clip_norm / (total + _CLIP_EPS), max=1.0)
+        torch._foreach_mul_(grads, coefficient.to(grads[0].dtype))
+        clipped = total * coefficient
+    if clip_value is not None:
+        torch.nn.utils.clip_grad_value_(params, clip_value)
+        clipped = _scaled_norm(_exact_norms_on_device(grads))
+    zero = norms.new_zeros(1)
+    layer_norms = [grad_norms[i:i + 1] if i is not None else zero for i in layer_position]
+    return torch.cat([loss.detach().reshape(1).to(norms.dtype), total.reshape(1),
+                      clipped.reshape(1), finite.reshape(1), *layer_norms, weight_norms])
 
 
 @torch.no_grad()

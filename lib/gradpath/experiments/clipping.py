@@ -30,15 +30,29 @@ from torch import nn
 
 from gradpath.data import Dataset
 from gradpath.plots import NONFINITE_COLOR, plot_training_curves
+from gradpath.probes import tensor_norm
 from gradpath.training import TrainingHistory, train
 
 
 def clip_by_norm(vector: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """A copy of ``vector`` scaled down to length ``max_norm`` if it is longer."""
+    """A copy of ``vector`` scaled down to length ``max_norm`` if it is longer.
+
+    The length is measured without float32 overflow (:func:`gradpath.probes.tensor_norm`), so
+    ``clip_by_norm(torch.full((100,), 1e20), 1.0)`` is 100 entries of ``0.1``; the rescaling
+    divides by the largest entry first, so it cannot underflow either. (A float32 norm, as in
+    ``torch.nn.utils.clip_grad_norm_``, sees ``inf`` there and scales the vector to zeros.) A
+    vector with an ``inf``/``nan`` entry has no length to scale to: it comes back as ``nan``.
+    """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
-    norm = float(vector.norm())
-    return vector * (max_norm / norm) if norm > max_norm else vector.clone()
+    norm = tensor_norm(vector)
+    if not math.isfinite(norm):
+        return torch.full_like(vector, math.nan)
+    if not norm > max_norm:
+        return vector.clone()
+    peak = float(vector.detach().abs().max())
+    # (v / peak) has entries in [-1, 1]; peak / norm lies in [1/sqrt(n), 1]: nothing overflows
+    return (vector / peak) * (max_norm * (peak / norm))
 
 
 def clip_by_value(vector: torch.Tensor, clip_value: float) -> torch.Tensor:
