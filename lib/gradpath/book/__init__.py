@@ -1,6 +1,7 @@
 """Book plumbing: what turns the chapters into the course site. Nothing in the core needs it.
 
-- :mod:`~gradpath.book.site`        the Sphinx extension, and ``glue`` for numbers in the prose
+- :mod:`~gradpath.book.site`        the Sphinx extension
+- :mod:`~gradpath.book.glue`        numbers from cells into the prose, and references as text
 - :mod:`~gradpath.book.quiz`        loading, checking (as jupyterquiz grades) and showing quizzes
 - :mod:`~gradpath.book.interactive` kernel-free interactive figures for the static site
 - :mod:`~gradpath.book.widgets`     live ipywidgets explorers for Jupyter, Colab and Binder
