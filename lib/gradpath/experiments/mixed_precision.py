@@ -42,6 +42,9 @@ from gradpath.plots import PALETTE
 from gradpath.precision import ScaleMonitor, format_info, resolve_dtype
 
 LOSS_SCALING = (None, "dynamic", "manual")
+FORMAT_COLOURS = {"float32": "#0072B2", "bfloat16": "#56B4E9", "float16": "#009E73",
+                  "float8_e5m2": "#CC79A7", "float8_e4m3fn": "#D55E00"}
+HISTOGRAM_COLOURS = ["#000000", "#E69F00", "#999999"]
 
 
 def make_network(features: int, classes: int, *, width: int, depth: int = 6, seed: int = 0,
@@ -507,22 +510,26 @@ def plot_format_ranges(samples: Mapping[str, torch.Tensor], formats: Sequence[st
     for i, (label, values) in enumerate(samples.items()):
         share = log2_histogram(values, edges)
         top = max(top, float(share.max()))
-        ax.step(centres, share, where="mid", color=PALETTE[i % len(PALETTE)], label=label, lw=1.6)
+        ax.step(centres, share, where="mid", color=HISTOGRAM_COLOURS[i % len(HISTOGRAM_COLOURS)],
+                label=label, lw=1.6)
     height = top * 0.09
+    positions, names = [], []
     for j, name in enumerate(formats):
         info = format_info(name)
         y = -(j + 1) * height * 1.5
         lo, mid, hi = (math.log2(info.smallest_subnormal), math.log2(info.smallest_normal),
                        math.log2(info.max))
-        colour = PALETTE[(j + 4) % len(PALETTE)]
+        colour = FORMAT_COLOURS.get(info.name, PALETTE[j % len(PALETTE)])
         ax.barh(y, mid - lo, left=lo, height=height, color=colour, alpha=0.35)
         ax.barh(y, hi - mid, left=mid, height=height, color=colour, alpha=0.9)
-        ax.text(max(min(hi, xlim[1]) - 0.5, xlim[0] + 1), y, f"{info.name} ", ha="right",
-                va="center", fontsize=8, color="white" if hi > xlim[0] + 8 else "black")
+        positions.append(y)
+        names.append(info.name)
+    ticks = [t for t in ax.get_yticks() if 0 <= t <= top * 1.05]
+    ax.set_yticks(ticks + positions, [f"{t:.2g}" for t in ticks] + names)
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xlim(*xlim)
     ax.set(xlabel="log2 |gradient|  (bars: representable range; lighter part: subnormals)",
-           ylabel="share of entries", title=title or "Gradients against number formats")
+           ylabel="share of nonzero entries", title=title or "Gradients against number formats")
     ax.legend(fontsize=8, loc="upper left")
     return ax
 
