@@ -13,10 +13,11 @@ from gradpath.experiments.mixed_precision import (
     LossScaler,
     TensorMemoryTracker,
     autocast_output_dtypes,
+    concat_gradients,
     data_parallel_gradients,
-    flat_gradient,
     gradient_zero_fraction,
     log2_histogram,
+    lost_update_share,
     make_network,
     plot_format_ranges,
     plot_scale_history,
@@ -188,13 +189,13 @@ def test_data_parallel_average_is_the_full_batch_gradient():
     averaged, local = data_parallel_gradients(model, x, y, workers=4)
     assert len(local) == 4 and all(p.grad is None for p in model.parameters())
     nn.functional.cross_entropy(model(x), y).backward()
-    full = flat_gradient([p.grad for p in model.parameters()])
-    assert torch.allclose(flat_gradient(averaged), full, rtol=1e-5, atol=1e-7)
+    full = concat_gradients([p.grad for p in model.parameters()])
+    assert torch.allclose(concat_gradients(averaged), full, rtol=1e-5, atol=1e-7)
     bn = _net(norm="batch")
     bn_avg, _ = data_parallel_gradients(bn, x, y, workers=4)
     nn.functional.cross_entropy(bn(x), y).backward()
-    bn_full = flat_gradient([p.grad for p in bn.parameters()])
-    assert not torch.allclose(flat_gradient(bn_avg), bn_full, rtol=1e-3, atol=1e-5)
+    bn_full = concat_gradients([p.grad for p in bn.parameters()])
+    assert not torch.allclose(concat_gradients(bn_avg), bn_full, rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="equal shards"):
         data_parallel_gradients(model, x[:63], y[:63], workers=4)
 
@@ -245,3 +246,16 @@ def test_histogram_and_figures():
     plt.close("all")
     with pytest.raises(ValueError, match="no nonzero"):
         log2_histogram(torch.zeros(3), edges)
+
+
+def test_lost_update_share():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 1.0]]))
+    with pytest.raises(RuntimeError, match="backward"):
+        lost_update_share(model, 0.1, "fp16")
+    model.weight.grad = torch.tensor([[1e-3, 1e-1]])            # updates of 1e-4 and 1e-2
+    assert lost_update_share(model, 0.1, "float16") == 0.5      # 1e-4 < 2^-11: lost in float16
+    assert lost_update_share(model, 0.1, "bfloat16") == 0.5     # 1e-2 > 2^-8: kept in bfloat16
+    assert lost_update_share(model, 0.1, "float32") == 0.0
+    assert torch.equal(model.weight, torch.tensor([[1.0, 1.0]]))

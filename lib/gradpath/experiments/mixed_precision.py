@@ -7,7 +7,8 @@
   gradient entries that are exactly zero, and the loss scale. Its ``shift`` divides the loss by
   ``2**shift`` and multiplies the learning rate by ``2**shift``: in exact arithmetic (and in
   float32, bit for bit) nothing changes, so it moves the gradients down without changing the run.
-- :func:`autocast_output_dtypes`: which precision each op returns under autocast, measured.
+- :func:`autocast_output_dtypes`: which precision each op returns under autocast, measured;
+  :func:`lost_update_share`: how much of an SGD update weights stored in 16 bits would lose.
 - :class:`TensorMemoryTracker` and :func:`step_cost`: the bytes of tensors alive during a
   training step, with and without gradient checkpointing, and the FLOPs it costs.
 - :func:`data_parallel_gradients`, :func:`ring_all_reduce` and :func:`zero_memory_per_device`:
@@ -250,6 +251,32 @@ def autocast_output_dtypes(device_type: str, dtype: torch.dtype | str = torch.fl
     return out
 
 
+def lost_update_share(model: nn.Module, lr: float, dtype: torch.dtype | str) -> float:
+    """Share of one SGD update's nonzero entries that would change nothing in ``dtype``.
+
+    Uses the gradients already in ``model`` (call ``backward`` first): the update ``-lr * grad``
+    is added in float32 to each weight rounded to ``dtype``, and the sum rounded back to
+    ``dtype``; an entry is lost when the stored weight comes out unchanged. The model is not
+    changed.
+
+    Raises:
+        RuntimeError: if the model has no gradients.
+    """
+    dt = resolve_dtype(dtype)
+    lost = total = 0
+    for p in model.parameters():
+        if p.grad is None:
+            continue
+        update = -lr * p.grad.detach().float()
+        stored = p.detach().to(dt)
+        unchanged = ((stored.float() + update).to(dt) == stored) & (update != 0)
+        lost += int(unchanged.sum())
+        total += int((update != 0).sum())
+    if total == 0:
+        raise RuntimeError("no nonzero gradients: call backward() first")
+    return lost / total
+
+
 # ----------------------------------------------------------------------------------------------
 # Memory: what the backward pass keeps, and gradient checkpointing
 
@@ -381,8 +408,8 @@ def step_cost(model: DeepMLP, data: Dataset, *, segments: int | None = None,
 # Gradients at scale
 
 
-def flat_gradient(grads: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Concatenate per-parameter gradients into one vector."""
+def concat_gradients(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-parameter gradients (a list of tensors) concatenated into one vector."""
     return torch.cat([g.flatten() for g in grads])
 
 
