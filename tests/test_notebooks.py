@@ -118,10 +118,17 @@ def test_glue_prints_what_the_prose_shows(path):
             continue
         for call in _glue_calls(_code_tree(cell)):
             name = call.args[0]
-            assert isinstance(name, ast.Constant), f"{path.name}: glue a literal name"
             fmt = next((k.value for k in call.keywords if k.arg == "fmt"),
                        call.args[2] if len(call.args) > 2 else ast.Constant(""))
             assert isinstance(fmt, ast.Constant), f"{path.name}: glue fmt must be a literal"
+            if isinstance(name, ast.JoinedStr):   # glue(f"loss_{k}", ...) in a loop
+                pattern = "".join(re.escape(v.value) if isinstance(v, ast.Constant) else ".+"
+                                  for v in name.values)
+                for quoted in specs:
+                    if re.fullmatch(pattern, quoted):
+                        glued[quoted] = fmt.value
+                continue
+            assert isinstance(name, ast.Constant), f"{path.name}: glue a literal name"
             glued[name.value] = fmt.value
     for name, used in specs.items():
         assert name in glued, f"{path.name}: the prose quotes {name!r}, which no cell glues"

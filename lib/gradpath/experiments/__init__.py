@@ -14,4 +14,5 @@ checked by import-linter (``make lint``, and ``tests/test_layers.py``).
 - :mod:`~gradpath.experiments.saturation`      chapter 6: each layer's activations during training
 - :mod:`~gradpath.experiments.normalization`   chapter 7: batch norm written out, landscape probes
 - :mod:`~gradpath.experiments.residual`        chapter 8: residual and highway blocks, lesions
+- :mod:`~gradpath.experiments.mixed_precision` chapter 11: loss-scaled runs, checkpointing, ZeRO
 """
