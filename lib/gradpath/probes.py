@@ -260,15 +260,18 @@ def group_norms(norms: Mapping[str, float], key: str | Callable[[str], str | Non
     Raises:
         ValueError: if ``key`` is an invalid regular expression or no name falls into a group.
     """
+    grouping: Callable[[str], str | None]
     if isinstance(key, str):
         regex = _compile(key)
         assert regex is not None
 
-        def grouping(name: str) -> str | None:
+        def by_pattern(name: str) -> str | None:
             found = regex.search(name)
             if found is None:
                 return None
             return found.group(1) if regex.groups else found.group(0)
+
+        grouping = by_pattern
     else:
         grouping = key
     squares: dict[str, float] = {}
