@@ -253,7 +253,12 @@ def deepnorm_constants(depth: int) -> tuple[float, float]:
 
 def deepnorm_init_(model: TokenTransformer, seed: int = 0) -> TokenTransformer:
     """Re-initialize a post-LN :class:`TokenTransformer` with DeepNorm's β (see
-    :func:`deepnorm_constants`); the α goes into the forward pass (:class:`Block`)."""
+    :func:`deepnorm_constants`); the α goes into the forward pass (:class:`Block`).
+
+    Adapted from Wang et al. (2022), whose pseudo-code draws Xavier-normal weights with gain β
+    for W_v, the output projection and the MLP, and gain 1 for W_q and W_k; this draws
+    Xavier-uniform weights with the same gains, hence the same variances.
+    """
     if model.norm_first:
         raise ValueError("DeepNorm modifies the post-LN block: build the model with "
                          "norm_first=False")
