@@ -112,7 +112,8 @@ def test_glue_prints_what_the_prose_shows(path):
         if cell["cell_type"] == "markdown":
             for name, spec in GLUE_ROLE.findall("".join(cell["source"])):
                 specs.setdefault(name, set()).add(spec)
-    glued = {}
+    glued: dict[str, str] = {}
+    patterns: list[tuple[str, str]] = []
     for cell in cells:
         if cell["cell_type"] != "code":
             continue
@@ -124,12 +125,14 @@ def test_glue_prints_what_the_prose_shows(path):
             if isinstance(name, ast.JoinedStr):   # glue(f"loss_{k}", ...) in a loop
                 pattern = "".join(re.escape(v.value) if isinstance(v, ast.Constant) else ".+"
                                   for v in name.values)
-                for quoted in specs:
-                    if re.fullmatch(pattern, quoted):
-                        glued[quoted] = fmt.value
+                patterns.append((pattern, fmt.value))
                 continue
             assert isinstance(name, ast.Constant), f"{path.name}: glue a literal name"
             glued[name.value] = fmt.value
+    for pattern, fmt_value in patterns:      # a literal glue of the same name wins
+        for quoted in specs:
+            if re.fullmatch(pattern, quoted):
+                glued.setdefault(quoted, fmt_value)
     for name, used in specs.items():
         assert name in glued, f"{path.name}: the prose quotes {name!r}, which no cell glues"
         assert glued[name] in used, (f"{path.name}: glue({name!r}, ..., fmt={glued[name]!r}) "

@@ -386,3 +386,122 @@ def apply_recipe_(model: nn.Module, recipe: str, *, activation: str = "relu",
         initialize_(model, r.scheme, scale=r.scale, activation=activation, generator=generator,
                     gain=r.gain)
     return model
+
+
+# --------------------------------------------------------------- initialization by parameter name
+# initialize_ reaches nn.Linear layers only. A transformer keeps weights elsewhere too: in
+# nn.MultiheadAttention the query, key and value projections are one (3·d, d) parameter,
+# ``in_proj_weight``. initialize_by_name_ reaches any parameter by its name. (Imported here so that
+# this section is a pure addition to the module.)
+import re  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+NAMED_SCHEMES = ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal",
+                 "normal", "uniform", "zeros", "ones")
+
+
+def _fans(shape: Sequence[int]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight of this shape, as ``torch.nn.init`` computes them."""
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def initialize_by_name_(model: nn.Module, pattern: str, scheme: str, *,
+                        gain: float | Sequence[float] | None = None, scale: float | None = None,
+                        row_blocks: int = 1, generator: torch.Generator | None = None
+                        ) -> list[str]:
+    """Initialize, in place, every parameter of ``model`` whose name matches ``pattern``.
+
+    Unlike :func:`initialize_`, which sees only ``nn.Linear`` layers, this reaches any parameter,
+    such as ``nn.MultiheadAttention``'s ``in_proj_weight``, LayerNorm gains or learned embeddings.
+
+    Args:
+        pattern: a regular expression searched (``re.search``) in each name of
+            ``model.named_parameters()``, e.g. ``r"self_attn\\.in_proj_weight$"``.
+        scheme: one of :data:`NAMED_SCHEMES`. The Xavier, He and orthogonal schemes need a
+            weight of at least 2 dimensions, with ``fan_out = rows`` and
+            ``fan_in = columns`` (times the receptive field for convolutions), as in
+            ``torch.nn.init``.
+        gain: the gain of the Xavier/He/orthogonal schemes (default 1 for Xavier and
+            orthogonal, ``sqrt(2)`` for He); a sequence gives one gain per row block.
+        scale: the std of ``"normal"`` (mean 0) or the bound ``a`` of ``"uniform"`` U(-a, a);
+            required by those two.
+        row_blocks: split each weight's rows into this many equal blocks and initialize each
+            block as a matrix of its own, with its own fan-out. ``in_proj_weight`` stacks W_q,
+            W_k and W_v, so ``row_blocks=3`` gives each the fans of a (d, d) matrix, as separate
+            ``nn.Linear`` projections would have (PyTorch's own ``_reset_parameters`` applies
+            ``xavier_uniform_`` to the whole (3·d, d) matrix, which makes its std smaller by
+            ``sqrt(2)`` for d × d blocks).
+        generator: an optional ``torch.Generator`` for reproducible draws.
+
+    Returns:
+        The names of the parameters it initialized, in registration order.
+
+    Raises:
+        ValueError: for an unknown scheme, an invalid pattern, a pattern that matches no
+            parameter (the message lists some names), a weight with too few dimensions for the
+            scheme, rows not divisible by ``row_blocks``, a gain sequence of the wrong length, a
+            non-positive gain, or a missing/non-positive ``scale``.
+    """
+    if scheme not in NAMED_SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; valid choices are {', '.join(NAMED_SCHEMES)}")
+    if scheme in ("normal", "uniform") and (scale is None or not scale > 0):
+        raise ValueError(f"scheme {scheme!r} needs a positive scale, got {scale!r}")
+    if not isinstance(row_blocks, int) or row_blocks < 1:
+        raise ValueError(f"row_blocks must be a positive integer, got {row_blocks!r}")
+    default_gain = math.sqrt(2.0) if scheme.startswith("he_") else 1.0
+    if gain is None:
+        gains = [default_gain] * row_blocks
+    elif isinstance(gain, (int, float)):
+        gains = [float(gain)] * row_blocks
+    else:
+        gains = [float(g) for g in gain]
+        if len(gains) != row_blocks:
+            raise ValueError(f"gain has {len(gains)} entries but row_blocks is {row_blocks}")
+    if not all(g > 0 for g in gains):
+        raise ValueError(f"gain must be positive, got {gain!r}")
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}"
+                         ) from None
+    named = list(model.named_parameters())
+    chosen = [(name, p) for name, p in named if regex.search(name)]
+    if not chosen:
+        some = ", ".join(name for name, _ in named[:6])
+        raise ValueError(f"pattern {pattern!r} matches no parameter; names look like {some}")
+    needs_matrix = scheme in ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
+                              "orthogonal")
+    for name, p in chosen:
+        if needs_matrix and p.dim() < 2:
+            raise ValueError(f"scheme {scheme!r} needs a weight with at least 2 dimensions; "
+                             f"{name} has shape {tuple(p.shape)}")
+        if row_blocks > 1 and (p.dim() < 1 or p.shape[0] % row_blocks):
+            raise ValueError(f"{name} has shape {tuple(p.shape)}: its rows do not split into "
+                             f"{row_blocks} equal blocks")
+        with torch.no_grad():
+            for block, g in zip(p.chunk(row_blocks, dim=0) if row_blocks > 1 else [p], gains,
+                                strict=True):
+                if scheme == "zeros":
+                    block.zero_()
+                elif scheme == "ones":
+                    block.fill_(1.0)
+                elif scheme == "normal":
+                    block.normal_(0.0, float(scale), generator=generator)  # type: ignore[arg-type]
+                elif scheme == "uniform":
+                    block.uniform_(-float(scale), float(scale),  # type: ignore[arg-type]
+                                   generator=generator)
+                elif scheme == "orthogonal":
+                    nn.init.orthogonal_(block, gain=g, generator=generator)
+                else:
+                    fan_in, fan_out = _fans(block.shape)
+                    if scheme.startswith("xavier"):
+                        std = xavier_std(fan_in, fan_out, g)
+                    else:
+                        std = he_std(fan_in, g)
+                    if scheme.endswith("normal"):
+                        block.normal_(0.0, std, generator=generator)
+                    else:
+                        bound = math.sqrt(3.0) * std
+                        block.uniform_(-bound, bound, generator=generator)
+    return [name for name, _ in chosen]
