@@ -289,6 +289,7 @@
       });
       observer.observe(container, { attributes: true, attributeFilter: ["class"], subtree: true });
       refresh();
+      quiz.box.dataset.ready = "1";   // answers restored, changes now recorded
     });
     return true;
   }
