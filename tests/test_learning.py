@@ -315,7 +315,8 @@ def test_seedmap_references_resolve():
         if status == "mapped" and (not item.get("teach") or not item.get("check")):
             problems.append(f"{where}: a mapped item needs 'teach' and 'check'")
         if status == "planned" and not isinstance(item.get("planned"), dict):
-            problems.append(f"{where}: a planned item needs 'planned' (issue, chapter/page, section)")
+            problems.append(f"{where}: a planned item needs 'planned' "
+                            "(issue, chapter or page, section)")
         for ref in item.get("teach", []):
             if (msg := _check_section(ref)) is not None:
                 problems.append(f"{where}: teach {msg}")
@@ -337,7 +338,8 @@ def test_planned_items_are_remapped_once_their_chapter_exists():
             assert int(target["chapter"]) > max(int(s[:2]) for s in CHAPTER_STEMS) or written
             pages = [p.stem for p in written]
         else:
-            pages = [p.stem for p in ROOT.glob(f"{target['page']}*") if p.suffix in (".md", ".ipynb")]
+            pages = [p.stem for p in ROOT.glob(f"{target['page']}*")
+                     if p.suffix in (".md", ".ipynb")]
         for page in pages:
             if target["section"] not in _headings(page):
                 problems.append(f"{group}/{key}: {page} exists now; map this item to its section "
@@ -357,13 +359,15 @@ def test_every_seed_flashcard_is_mapped():
     assert len(ids) == len(set(ids)) and ids
     mapped = set(_seedmap()["flashcards"])
     assert not set(ids) - mapped, f"unmapped flashcards: {sorted(set(ids) - mapped)}"
-    assert not mapped - set(ids), f"mapped ids that are not seed flashcards: {sorted(mapped - set(ids))}"
+    unknown = sorted(mapped - set(ids))
+    assert not unknown, f"mapped ids that are not seed flashcards: {unknown}"
 
 
 @needs_seeds
 def test_every_other_seed_item_is_mapped():
     seedmap = _seedmap()
-    interview = {int(n) for n in re.findall(r"^(\d{1,2}) .+(?:Easy|Medium|Hard)\s*$", _seed("001"), re.M)}
+    interview = {int(n) for n in
+                 re.findall(r"^(\d{1,2}) .+(?:Easy|Medium|Hard)\s*$", _seed("001"), re.M)}
     notes = _seed("003")
     quiz = notes.split("## Quiz:", 1)[1].split("## Answer Key", 1)[0]
     essays = notes.split("## Essay Questions", 1)[1].split("## Glossary", 1)[0]
@@ -487,6 +491,11 @@ def _ready(page):
     page.wait_for_selector(".gp-quiz-progress[data-ready='1']", timeout=30_000)
 
 
+def _wait_score(page, text: str) -> None:
+    page.wait_for_function("t => document.querySelector('.gp-quiz-score').textContent === t",
+                           arg=text, timeout=10_000)
+
+
 def _score(page) -> str:
     return page.locator(".gp-quiz-score").first.inner_text().strip()
 
@@ -524,8 +533,9 @@ def test_quiz_answers_and_score_survive_a_reload_and_reset(context, server):
     box.fill(value)
     box.press("Enter")
     expected = f"2 of {total} answered correctly (3 answered)"
-    page.wait_for_function(f"() => document.querySelector('.gp-quiz-score').textContent === {json.dumps(expected)}")
-    stored = page.evaluate("() => JSON.parse(localStorage.getItem('gradflow:quiz:v1:chapters/01-chain-rule'))")
+    _wait_score(page, expected)
+    stored = page.evaluate("() => JSON.parse(localStorage.getItem("
+                           "'gradflow:quiz:v1:chapters/01-chain-rule'))")
     assert len(stored["questions"]) == 3 and stored["correct"] == 2 and stored["total"] == total
 
     page.close()
@@ -533,7 +543,8 @@ def test_quiz_answers_and_score_survive_a_reload_and_reset(context, server):
     _ready(page)
     assert _score(page) == expected
     assert page.evaluate("window.scrollY") < 50, "restoring answers must not scroll the page"
-    assert "correctButton" in _single_choice(page, 0).locator("label[data-correct='true']").get_attribute("class")
+    restored_right = _single_choice(page, 0).locator("label[data-correct='true']")
+    assert "correctButton" in restored_right.get_attribute("class")
     assert "incorrectButton" in (_single_choice(page, 1).locator("label.incorrectButton").first
                                  .get_attribute("class"))
     numeric, _ = _value_numeric(page)
@@ -556,22 +567,24 @@ def test_exam_keeps_its_own_score_and_the_intro_shows_course_progress(context, s
     chapter = _open(context, server, "chapters/02-vanishing-gradients.html")
     _ready(chapter)
     _single_choice(chapter, 0).locator("label[data-correct='true']").click()
-    chapter.wait_for_function("() => document.querySelector('.gp-quiz-score').textContent.startsWith('1 of')")
+    _wait_score(chapter, f"1 of {chapter.locator('.Quiz').count()} answered correctly")
 
     exam = _open(context, server, "exam.html")
     _ready(exam)
     questions = exam.locator(".Quiz").count()
     assert questions == len(json.loads(EXAM.read_text()))
-    assert exam.locator(".Quiz mjx-container").count() > 0, "math in the exam's questions is typeset"
+    assert exam.locator(".Quiz mjx-container").count() > 0, "the exam's math is typeset"
     _single_choice(exam, 0).locator("label[data-correct='true']").click()
     _single_choice(exam, 1).locator("label[data-correct='true']").click()
-    exam.wait_for_function(f"() => document.querySelector('.gp-quiz-score').textContent === '2 of {questions} answered correctly'")
-    keys = exam.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('gradflow:quiz:v1:')).sort()")
+    _wait_score(exam, f"2 of {questions} answered correctly")
+    keys = exam.evaluate("() => Object.keys(localStorage)"
+                         ".filter(k => k.startsWith('gradflow:quiz:v1:')).sort()")
     assert keys == ["gradflow:quiz:v1:chapters/02-vanishing-gradients", "gradflow:quiz:v1:exam"]
 
     intro = _open(context, server, "intro.html")
     intro.wait_for_selector("#gp-course-progress table tbody tr")
-    rows = intro.evaluate("""() => Array.from(document.querySelectorAll('#gp-course-progress tbody tr'),
+    rows = intro.evaluate("""() => Array.from(
+        document.querySelectorAll('#gp-course-progress tbody tr'),
         r => [r.dataset.page, Number(r.dataset.correct), Number(r.dataset.total)])""")
     assert [r[0] for r in rows] == [f"chapters/{s}" for s in CHAPTER_STEMS] + ["exam"]
     by_page = {r[0]: r[1:] for r in rows}
@@ -640,7 +653,8 @@ def test_compute_badge_comes_from_the_builds_own_measurement(stem):
     if not page.exists():
         pytest.fail("the site is not built: run `make book` first")
     badges = re.findall(r'<p class="gp-compute-badge" data-seconds="([0-9.]+)" '
-                        r'data-device="(\w+)"[^>]*>.*?</span>\s*([^<]+)</p>', page.read_text(), re.S)
+                        r'data-device="(\w+)"[^>]*>.*?</span>\s*([^<]+)</p>',
+                        page.read_text(), re.S)
     assert len(badges) == 1, f"{stem}: expected one compute badge"
     seconds, device, text = float(badges[0][0]), badges[0][1], badges[0][2].strip()
     cache = get_cache(str(ROOT / "_build" / ".jupyter_cache"))
