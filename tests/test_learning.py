@@ -653,7 +653,7 @@ def test_compute_badge_comes_from_the_builds_own_measurement(stem):
     if not page.exists():
         pytest.fail("the site is not built: run `make book` first")
     badges = re.findall(r'<p class="gp-compute-badge" data-seconds="([0-9.]+)" '
-                        r'data-device="(\w+)"[^>]*>.*?</span>\s*([^<]+)</p>',
+                        r'data-device="(\w+)"[^>]*>.*?<span class="gp-badge-text">([^<]+)</span>',
                         page.read_text(), re.S)
     assert len(badges) == 1, f"{stem}: expected one compute badge"
     seconds, device, text = float(badges[0][0]), badges[0][1], badges[0][2].strip()

@@ -83,6 +83,12 @@ def build_device() -> str:
         return "cpu"
 
 
+STOPWATCH = ('<svg class="gp-badge-icon" aria-hidden="true" focusable="false" viewBox="0 0 24 24" '
+             'width="1em" height="1em"><circle cx="12" cy="14" r="7.5" fill="none" '
+             'stroke="currentColor" stroke-width="2"/><path d="M12 14V10M9.5 3h5M12 3v3.5" '
+             'fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>')
+
+
 def badge_html(seconds: float, device: str, measured: str) -> str:
     """The badge element; ``data-seconds`` keeps the measured value for tests and tools."""
     tip = (f"Measured by this site's build: running the whole notebook took {seconds:.1f} s on "
@@ -90,8 +96,8 @@ def badge_html(seconds: float, device: str, measured: str) -> str:
            "or slower machine takes longer. The large preset (GRADPATH_SCALE=large) is meant "
            "for a GPU.")
     return (f'<p class="gp-compute-badge" data-seconds="{seconds:.3f}" data-device="{device}" '
-            f'title="{html.escape(tip)}"><span class="gp-badge-icon" aria-hidden="true">'
-            f"⏱</span> {html.escape(badge_text(seconds, device))}</p>")
+            f'title="{html.escape(tip)}">{STOPWATCH}'
+            f'<span class="gp-badge-text">{html.escape(badge_text(seconds, device))}</span></p>')
 
 
 def _exec_runtime(env: Any, docname: str) -> tuple[float, str] | None:
@@ -258,7 +264,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("course-progress", _course_progress_directive())
     app.add_js_file(JS_FILE, defer="defer")
     app.add_css_file(CSS_FILE)
-    return {"env_version": 1, "parallel_read_safe": True, "parallel_write_safe": True}
+    return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +318,8 @@ def check_answer(key: str, answer: float | None, answers_file: str | Path | None
 
     The expected values live in ``chapters/exercise-answers.json`` as arithmetic (``"0.8**29"``)
     with a relative tolerance ``rel`` (default 2%), so a reader who rounds sensibly is told
-    "correct". ``None`` (the cell as shipped) prints how to use the cell and returns False.
+    "correct". ``None`` (the cell as shipped) prints how to use the cell (nothing in the book
+    build, where no reader can run it) and returns False.
 
     Raises:
         KeyError: if ``key`` is not an exercise in the answers file, listing the keys.
@@ -322,7 +329,10 @@ def check_answer(key: str, answer: float | None, answers_file: str | Path | None
         raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(table))}")
     entry = table[key]
     if answer is None:
-        print(f"Exercise {key}: replace None with your number and run the cell.")
+        from gradpath.progress import is_static_build
+
+        if not is_static_build():  # on the static site nobody can run the cell
+            print(f"Exercise {key}: replace None with your number and run the cell.")
         return False
     expected = evaluate(entry["expr"])
     rel = float(entry.get("rel", 0.02))

@@ -5,6 +5,8 @@
  * correctButton or incorrectButton. This script watches those classes, saves each question's
  * state in localStorage under
  *     gradflow:quiz:v1:<page>  ->  {questions: {"<quiz>.<question>": {h, picks | value, correct}}}
+ * where h is a signature of the question's answers (a changed question is not restored) and
+ * picks are the signatures of the chosen options.
  * (page = the Sphinx page name, quiz = the quiz's place on the page, question = its number),
  * replays the saved answers on the next visit, shows a score and a reset button above each quiz,
  * and draws the course-wide progress where the page asks for it (the intro page, the Review
@@ -67,11 +69,14 @@
     var labels = Array.prototype.slice.call(q.querySelectorAll(".Answer > label[data-correct]"));
     var input = q.querySelector(".Answer input.Input-text");
     if (labels.length) {
-      var sig = labels.map(function (l, i) {
-        return i + ":" + l.getAttribute("data-correct") + ":" + (l.getAttribute("data-feedback") || "");
-      }).join("\n");
+      // An option is known by its correctness and feedback, not by its place, so a quiz shown
+      // with shuffled answers restores the same options.
+      var sigs = labels.map(function (l) {
+        return hash(l.getAttribute("data-correct") + ":" + (l.getAttribute("data-feedback") || ""));
+      });
       var numCorrect = labels.filter(function (l) { return l.getAttribute("data-correct") === "true"; }).length;
-      return { kind: "choice", labels: labels, numCorrect: numCorrect, h: hash("choice\n" + sig) };
+      return { kind: "choice", labels: labels, sigs: sigs, numCorrect: numCorrect,
+               h: hash("choice\n" + sigs.slice().sort().join("\n")) };
     }
     if (input) {
       return { kind: "input", input: input, h: hash("input\n" + (input.getAttribute("data-answers") || "")) };
@@ -88,7 +93,7 @@
       var picks = [], right = 0, wrong = 0;
       info.labels.forEach(function (l, i) {
         if (!marked(l)) return;
-        picks.push(i);
+        picks.push(info.sigs[i]);
         if (l.classList.contains("correctButton")) right++; else wrong++;
       });
       if (!picks.length) return null;
@@ -161,12 +166,17 @@
   function replay(q, state) {
     var info = q.info;
     if (info.kind === "choice") {
-      var order = state.picks.slice().sort(function (a, b) {
-        var ca = info.labels[a] && info.labels[a].getAttribute("data-correct") === "true";
-        var cb = info.labels[b] && info.labels[b].getAttribute("data-correct") === "true";
-        return (cb ? 1 : 0) - (ca ? 1 : 0);
+      var chosen = [];
+      (state.picks || []).forEach(function (sig) {
+        var i = info.sigs.indexOf(sig);
+        if (i >= 0) chosen.push(info.labels[i]);
       });
-      order.forEach(function (i) { if (info.labels[i]) info.labels[i].click(); });
+      // Correct options first: a wrong click resets the many-choice tally, as it did when saved.
+      chosen.sort(function (a, b) {
+        return (b.getAttribute("data-correct") === "true" ? 1 : 0) -
+               (a.getAttribute("data-correct") === "true" ? 1 : 0);
+      });
+      chosen.forEach(function (label) { label.click(); });
     } else if (state.value !== undefined && state.value !== "") {
       info.input.value = state.value;
       var ev = new KeyboardEvent("keypress", { key: "Enter", keyCode: 13, which: 13, bubbles: true });
@@ -276,6 +286,16 @@
     container.parentNode.insertBefore(quiz.box, container);
     quizzes.push(quiz);
     whenMathReady(function () {
+      // jupyterquiz typesets its questions 500 ms after drawing them; when MathJax loads later
+      // than that (a slow connection, a busy machine) the questions would keep their raw TeX.
+      var mj = window.MathJax;
+      if (mj && typeof mj.typesetPromise === "function") {
+        mj.typesetPromise([container]).then(go, go);
+      } else {
+        go();
+      }
+    });
+    function go() {
       restore(quiz);
       var observer = new MutationObserver(function (mutations) {
         var touched = [];
@@ -290,7 +310,7 @@
       observer.observe(container, { attributes: true, attributeFilter: ["class"], subtree: true });
       refresh();
       quiz.box.dataset.ready = "1";   // answers restored, changes now recorded
-    });
+    }
     return true;
   }
 
