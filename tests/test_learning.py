@@ -213,6 +213,20 @@ def test_evaluate_refuses_anything_but_arithmetic(expression):
         learning.evaluate(expression)
 
 
+def test_quiz_script_is_patched_for_offline_use():
+    from jupyterquiz.dynamic.loader import load_questions_script
+    from jupyterquiz.dynamic.renderer import build_script
+
+    prefix, static, url = load_questions_script(str(EXAM), "abc")
+    original = build_script(prefix, static, url, "abc", True)
+    assert learning.CDN_MARKER in original  # what the patch is for
+    patched = learning.offline_quiz_script(original)
+    assert learning.CDN_MARKER not in patched and "force load MathJax" not in patched
+    assert patched.count("typeof MathJax") == original.count("typeof MathJax")
+    assert patched.count("typeof MathJax") == patched.count("&& MathJax.version")
+    assert learning.offline_quiz_script(patched) == patched
+
+
 def test_badge_text():
     assert learning.badge_text(12.3, "cpu") == "Runs on a CPU in 12 s · GPU optional"
     assert learning.badge_text(0.2, "cpu") == "Runs on a CPU in under 1 s · GPU optional"
@@ -631,6 +645,35 @@ def test_flashcards_render_flip_and_advance_on_the_review_page(context, server):
 
 
 @pytest.mark.browser
+def test_quiz_and_cards_survive_a_slow_mathjax(browser, server):
+    """MathJax arriving two seconds late (a slow link) breaks nothing and math is still typeset."""
+    import time
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    watch = _Watch(ctx)
+
+    def slow(route):
+        time.sleep(2)
+        route.continue_()
+
+    ctx.route(lambda url: "/mathjax/tex-chtml.js" in url, slow)
+    try:
+        exam = _open(ctx, server, "exam.html")
+        _ready(exam)
+        exam.wait_for_function("() => document.querySelectorAll('.Quiz mjx-container').length > 0",
+                               timeout=20_000)
+        _single_choice(exam, 0).locator("label[data-correct='true']").click()
+        _wait_score(exam, f"1 of {exam.locator('.Quiz').count()} answered correctly")
+        review = _open(ctx, server, "review.html")
+        review.wait_for_function(
+            "() => document.querySelectorAll('.gp-deck .flipper').length >= 16", timeout=30_000)
+        review.wait_for_timeout(1000)
+        watch.assert_clean()
+    finally:
+        ctx.close()
+
+
+@pytest.mark.browser
 @pytest.mark.parametrize("path", ["review.html", "exam.html", "glossary.html", "intro.html"])
 def test_learning_pages_are_offline_clean(context, server, path):
     page = _open(context, server, path)
@@ -640,6 +683,16 @@ def test_learning_pages_are_offline_clean(context, server, path):
     if path == "intro.html":
         assert page.locator("#gp-course-progress tbody tr").count() == len(CHAPTER_STEMS) + 1
     context.watch.assert_clean()
+
+
+@pytest.mark.browser
+def test_no_quiz_or_deck_script_in_the_site_names_a_cdn():
+    pages = sorted(SITE.rglob("*.html"))
+    assert pages, "the site is not built: run `make book` first"
+    for page in pages:
+        for script in re.findall(r"<script[^>]*>(.*?)</script>", page.read_text(), re.S):
+            if "show_questions" in script or "createCards" in script:
+                assert learning.CDN_MARKER not in script, page.relative_to(SITE)
 
 
 @pytest.mark.browser

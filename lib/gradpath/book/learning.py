@@ -19,7 +19,9 @@ The book's Sphinx build loads this module as an extension (``_config.yml`` →
    nothing is typed by hand. The device is the one the build's kernels used (the CPU unless
    ``GRADPATH_DEVICE`` or an available CUDA GPU says otherwise). A GPU is called optional when the
    CPU run took at most :data:`GPU_HELPS_ABOVE_S` seconds.
-3. **A ``flashcards`` directive** that writes one or more decks (:mod:`gradpath.book.cards`) into a
+3. **Offline quizzes.** jupyterquiz's inline script is patched in every page
+   (:func:`offline_quiz_script`): no MathJax from a CDN, no error when MathJax loads late.
+4. **A ``flashcards`` directive** that writes one or more decks (:mod:`gradpath.book.cards`) into a
    page without a kernel, for the Review page.
 
 :func:`check_answer` is for notebooks: the one-line "check your answer" cells of numeric exercises.
@@ -115,6 +117,50 @@ def _exec_runtime(env: Any, docname: str) -> tuple[float, str] | None:
 
 
 # --------------------------------------------------------------------------------------------
+# jupyterquiz's script, made safe offline
+
+_QUIZ_CDN_FALLBACK = re.compile(
+    r"\}\s*else\s*\{\s*console\.log\('WARNING: Trying to force load MathJax 3'\);"
+    r".*?document\.head\.appendChild\(script\);\s*\}\)\(\);\s*\}", re.S)
+_QUIZ_MATHJAX_CHECKS = ("typeof MathJax != 'undefined'", "typeof MathJax !== 'undefined'")
+CDN_MARKER = "cdn.jsdelivr.net"
+
+
+def offline_quiz_script(script: str) -> str:
+    """jupyterquiz's inline script with its two offline faults removed (jupyterquiz 2.9.6.4).
+
+    1. When the page's MathJax has not finished loading 500 ms after a quiz is drawn (a slow
+       link, a busy machine), jupyterquiz reads ``MathJax.version[0]`` of the configuration
+       object and throws a TypeError; every "is MathJax there?" test now also asks for
+       ``MathJax.version``, and ``static/learning.js`` typesets the quiz once MathJax is ready.
+    2. Its fallback that loads MathJax 3 from cdn.jsdelivr.net is removed.
+
+    A script without these patterns (another jupyterquiz) is returned with only what matched
+    changed; :func:`_on_doctree_resolved` refuses to write a page whose quiz still names the CDN.
+    """
+    script = _QUIZ_CDN_FALLBACK.sub("}", script)
+    for check in _QUIZ_MATHJAX_CHECKS:
+        guarded = f"{check} && MathJax.version"
+        script = script.replace(guarded, check).replace(check, guarded)
+    return script
+
+
+def _patch_quiz_scripts(doctree: Any, docname: str) -> None:
+    from docutils import nodes
+
+    for node in list(doctree.findall(nodes.raw)):
+        text = node.astext()
+        if "function show_questions" not in text:
+            continue
+        patched = offline_quiz_script(text)
+        if CDN_MARKER in patched:
+            raise RuntimeError(f"{docname}: the quiz script still loads MathJax from a CDN after "
+                               "offline_quiz_script(); update it for this jupyterquiz version")
+        if patched != text:
+            node.replace(node.children[0], nodes.Text(patched))
+
+
+# --------------------------------------------------------------------------------------------
 # The course manifest: quiz pages in table-of-contents order
 
 
@@ -168,6 +214,7 @@ def _on_doctree_resolved(app: Any, doctree: Any, docname: str) -> None:
 
     if app.builder.format != "html":
         return
+    _patch_quiz_scripts(doctree, docname)
     manifest = getattr(app, "_gp_manifest", None)
     if manifest is None:
         manifest = app._gp_manifest = course_manifest(app)
@@ -264,7 +311,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("course-progress", _course_progress_directive())
     app.add_js_file(JS_FILE, defer="defer")
     app.add_css_file(CSS_FILE)
-    return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}
+    return {"env_version": 3, "parallel_read_safe": True, "parallel_write_safe": True}
 
 
 # --------------------------------------------------------------------------------------------
