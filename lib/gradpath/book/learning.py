@@ -360,13 +360,12 @@ def _answers(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     return json.loads(found.read_text(encoding="utf-8"))
 
 
-def check_answer(key: str, answer: float | None, answers_file: str | Path | None = None) -> bool:
-    """Print whether ``answer`` matches exercise ``key`` (e.g. ``"01-chain-rule/2a"``).
+def answer_matches(key: str, answer: float, answers_file: str | Path | None = None) -> bool:
+    """Whether ``answer`` is within the tolerance of exercise ``key``'s expected value.
 
-    The expected values live in ``chapters/exercise-answers.json`` as arithmetic (``"0.8**29"``)
-    with a relative tolerance ``rel`` (default 2%), so a reader who rounds sensibly is told
-    "correct". ``None`` (the cell as shipped) prints how to use the cell (nothing in the book
-    build, where no reader can run it) and returns False.
+    The expected values live in ``chapters/exercise-answers.json`` as arithmetic (``"0.8**29"``,
+    see :func:`evaluate`) with a relative tolerance ``rel`` (default 2%) and an optional absolute
+    one ``abs``, so a reader who rounds sensibly is right.
 
     Raises:
         KeyError: if ``key`` is not an exercise in the answers file, listing the keys.
@@ -375,18 +374,32 @@ def check_answer(key: str, answer: float | None, answers_file: str | Path | None
     if key not in table:
         raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(table))}")
     entry = table[key]
+    expected = evaluate(entry["expr"])
+    return math.isclose(float(answer), expected, rel_tol=float(entry.get("rel", 0.02)),
+                        abs_tol=float(entry.get("abs", 0.0)))
+
+
+def check_answer(key: str, answer: float | None, answers_file: str | Path | None = None) -> None:
+    """Print whether ``answer`` is right for exercise ``key`` (e.g. ``"01-chain-rule/2a"``).
+
+    For the one-line "check your answer" cells: ``None`` (the cell as shipped) prints how to use
+    the cell, or nothing in the book build, where no reader can run it. Returns None, so the
+    cell shows no stray value. See :func:`answer_matches` for the rule.
+
+    Raises:
+        KeyError: if ``key`` is not an exercise in the answers file, listing the keys.
+    """
+    table = _answers(answers_file)
+    if key not in table:
+        raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(table))}")
     if answer is None:
         from gradpath.progress import is_static_build
 
-        if not is_static_build():  # on the static site nobody can run the cell
+        if not is_static_build():
             print(f"Exercise {key}: replace None with your number and run the cell.")
-        return False
-    expected = evaluate(entry["expr"])
-    rel = float(entry.get("rel", 0.02))
-    ok = math.isclose(float(answer), expected, rel_tol=rel, abs_tol=float(entry.get("abs", 0.0)))
-    if ok:
+        return
+    if answer_matches(key, answer, answers_file):
         print(f"Exercise {key}: {answer:g} is correct.")
     else:
-        hint = entry.get("hint", "")
+        hint = table[key].get("hint", "")
         print(f"Exercise {key}: {answer:g} is not it yet. {hint}".rstrip())
-    return ok
