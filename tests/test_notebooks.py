@@ -50,7 +50,8 @@ def _glue_calls(tree: ast.Module):
 
 def test_there_are_chapters_and_the_toc_lists_exactly_them():
     assert CHAPTERS, "no chapters found"
-    assert sorted(_toc_files()) == sorted(f"chapters/{p.stem}" for p in CHAPTERS)
+    listed = [f for f in _toc_files() if f.startswith("chapters/")]  # other pages: review, exam
+    assert sorted(listed) == sorted(f"chapters/{p.stem}" for p in CHAPTERS)
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)

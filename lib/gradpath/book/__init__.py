@@ -6,4 +6,6 @@
 - :mod:`~gradpath.book.interactive` kernel-free interactive figures for the static site
 - :mod:`~gradpath.book.widgets`     live ipywidgets explorers for Jupyter, Colab and Binder
 - :mod:`~gradpath.book.bench`       ``make bench``: time and memory of each chapter
+- :mod:`~gradpath.book.learning`    saved quiz progress, course-wide score, compute badges
+- :mod:`~gradpath.book.cards`       flashcard decks (jupytercards) without a CDN
 """
