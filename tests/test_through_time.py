@@ -19,6 +19,17 @@ from gradpath.through_time import (
 from torch import nn
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small recurrent nets: extra threads only wait on each other on a busy machine (see
+    # gradpath.device); the notebooks get the same setting from pick_device().
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def _seeded(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
