@@ -145,6 +145,7 @@ def test_unroll_reproduces_torchs_fused_layers(layer, batch_first):
         assert torch.allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 def test_unroll_cells_and_lstm_projection():
     _seeded(5)
     x = torch.randn(2, 4, 3)
