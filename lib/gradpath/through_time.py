@@ -92,7 +92,8 @@ class TimeProfile:
         return float(self.norms[len(self) - 1 - int(d)])
 
     def relative(self) -> np.ndarray:
-        """The norms divided by the last step's norm (distance 0), step 1 first."""
+        """The norms divided by the last step's norm (distance 0), step 1 first (``inf``/``nan``
+        where that norm is 0)."""
         return self.norms / self.norms[-1]
 
     def per_step_factor(self, skip: int = 0) -> float:
@@ -325,7 +326,9 @@ def input_gradient_norms(model: nn.Module | Callable[[torch.Tensor], Any], x: to
         time_dim: where time is in ``x``; default 0 for an ``nn.RNN``/``LSTM``/``GRU`` that is
             not ``batch_first``, else 1.
         dtype: run a copy of the model and the input in this precision (default float64, so
-            the norms are not limited by float32's range); ``None`` uses the model itself.
+            the norms are not limited by float32's range); ``None`` uses the model itself. A
+            plain callable (not an ``nn.Module``) cannot be copied: only its input is cast, so
+            it must accept that dtype.
         seed: seeds the default readout direction.
 
     Returns:
