@@ -375,3 +375,12 @@ def test_references_are_listed_outside_the_book(monkeypatch, tmp_path):
     (course / "chapters" / "99-x.ipynb").write_text(json.dumps(notebook))
     with pytest.raises(KeyError, match="missing2000"):
         glue_module.references_markdown("99-x.ipynb")
+
+
+def test_glue_turns_numpy_and_torch_scalars_into_python_numbers(capsys):
+    import numpy as np
+    import torch
+
+    assert type(glue_module.glue("a", np.float64(0.25), fmt=".2f")) is float
+    assert type(glue_module.glue("b", torch.tensor(3), fmt="d")) is int
+    assert capsys.readouterr().out.splitlines() == ["a = 0.25", "b = 3"]

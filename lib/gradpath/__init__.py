@@ -14,6 +14,7 @@ Three layers, each allowed to import only the ones below it (checked by import-l
 - :mod:`gradpath.diagnosis`   rules that turn per-layer norms into a verdict
 - :mod:`gradpath.training`    a small training loop that records gradient norms and survives NaN
 - :mod:`gradpath.sweeps`      the same probe over depths, seeds and settings
+- :mod:`gradpath.through_time` the gradient through time of any RNN, LSTM, GRU or custom cell
 - :mod:`gradpath.precision`   number formats, gradient underflow in low precision, loss scaling
 - :mod:`gradpath.plots`       the course's plotting style for gradient-flow figures
 - :mod:`gradpath.progress`    optional progress bars (tqdm), silent in the static book

@@ -45,11 +45,14 @@ def glue(name: str, value: Any, fmt: str = "") -> Any:
             the book build and the tests too, not only in Colab.
 
     Returns:
-        ``value`` unchanged (end a cell with ``;`` or an assignment so it is not shown again).
+        ``value`` (a numpy or torch scalar as the plain Python number MyST formats; end a cell
+        with ``;`` or an assignment so it is not shown again).
 
     Raises:
         ValueError: if ``fmt`` cannot format ``value``.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()   # numpy/torch scalars: MyST formats only plain Python numbers
     try:
         text = format(value, fmt)
     except (TypeError, ValueError) as error:

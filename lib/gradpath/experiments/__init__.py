@@ -14,5 +14,7 @@ checked by import-linter (``make lint``, and ``tests/test_layers.py``).
 - :mod:`~gradpath.experiments.saturation`      chapter 6: each layer's activations during training
 - :mod:`~gradpath.experiments.normalization`   chapter 7: batch norm written out, landscape probes
 - :mod:`~gradpath.experiments.residual`        chapter 8: residual and highway blocks, lesions
+- :mod:`~gradpath.experiments.gated`           chapter 9: RNN, LSTM and GRU cells written out
+- :mod:`~gradpath.experiments.transformers`    chapter 10: blocks written out, pre/post-LN, warm-up
 - :mod:`~gradpath.experiments.mixed_precision` chapter 11: loss-scaled runs, checkpointing, ZeRO
 """
