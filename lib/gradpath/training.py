@@ -252,15 +252,19 @@ class _MeasurementPlan:
         others = [p for p in params if id(p) not in in_layers]
         self.large = [p for p in others if p.numel() > _SMALL]
         self.small = [p for p in others if p.numel() <= _SMALL]
-        self.gradients = len(self.layered) + len(self.large) + (1 if self.small else 0)
+        self.big = self.layered + self.large
+        self.gradients = len(self.big) + (1 if self.small else 0)
         self.limits: list[float] | None = None
 
     def tensors(self) -> list[torch.Tensor]:
-        """This step's gradients (as the reduction groups them) followed by the weights."""
-        grads = [_grad(p) for p in self.layered] + [_grad(p) for p in self.large]
+        """This step's gradients (as the reduction groups them) followed by the weights.
+
+        Call under ``torch.no_grad()``: the weights are the parameters themselves.
+        """
+        grads = [_grad(p) for p in self.big]
         if self.small:
             grads.append(torch.cat([_grad(p).reshape(-1) for p in self.small]))
-        return grads + [w.detach() for w in self.weights]
+        return grads + self.weights
 
     def all_gradients(self) -> list[torch.Tensor]:
         """Every parameter's gradient tensor itself (to clip in place)."""
@@ -271,7 +275,7 @@ class _MeasurementPlan:
 
 
 def _grad(p: nn.Parameter) -> torch.Tensor:
-    return p.grad.detach() if p.grad is not None else torch.zeros_like(p)
+    return p.grad if p.grad is not None else torch.zeros_like(p)
 
 
 class _Recorder:
@@ -328,10 +332,11 @@ def _clip_coefficient(total: float, clip_norm: float) -> float:
 def _host_step(recorder: _Recorder, plan: _MeasurementPlan, loss: torch.Tensor,
                clip_norm: float | None, clip_value: float | None) -> bool:
     """One step's measurements with one device-to-host transfer; clips in place; True to stop."""
-    tensors = plan.tensors()
-    if plan.limits is None:
-        plan.limits = _reliable_limits(tensors)
-    values = _stacked([loss.detach().reshape(())] + _fast_norm_list(tensors)).tolist()
+    with torch.no_grad():
+        tensors = plan.tensors()
+        if plan.limits is None:
+            plan.limits = _reliable_limits(tensors)
+        values = _stacked([loss.reshape(())] + _fast_norm_list(tensors)).tolist()
     norms = _settle(values[1:], tensors, plan.limits)
     grad_norms, weight_norms = norms[:plan.gradients], norms[plan.gradients:]
     total = combined_norm(grad_norms)
@@ -360,7 +365,8 @@ def _device_step(plan: _MeasurementPlan, loss: torch.Tensor, clip_norm: float | 
     Row: ``[loss, global norm, clipped norm, gradient finite (1/0), layer gradient norms...,
     weight norms before the update...]``.
     """
-    norms = _exact_norms_on_device(plan.tensors())
+    with torch.no_grad():
+        norms = _exact_norms_on_device(plan.tensors())
     grad_norms, weight_norms = norms[:plan.gradients], norms[plan.gradients:]
     total = _scaled_norm(grad_norms)
     # exact norms: non-finite exactly when an entry is (an inf or nan entry propagates)

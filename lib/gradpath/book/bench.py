@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -51,16 +50,18 @@ def _bare_loop(model: Any, data: Any, steps: int, batch_size: int, lr: float, se
         torch.cuda.synchronize()
 
 
-def recording_overhead(width: int, *, depth: int = 10, batch_size: int = 64, steps: int = 200,
-                       repeats: int = 7, device: str = "cpu") -> dict[str, float]:
-    """Per-step seconds of ``train()`` and of a bare loop, and their ratio (best of ``repeats``).
+def recording_overhead(width: int, *, depth: int = 10, batch_size: int = 64, steps: int = 30,
+                       repeats: int = 41, device: str = "cpu") -> dict[str, float]:
+    """Per-step seconds of ``train()`` and of a bare loop, and the ratio of the two.
 
-    Both loops start from the same weights and draw the same minibatches; each repeat runs the
-    bare loop and ``train()`` back to back, so a busy machine slows both alike, and the best
-    (smallest) time of each is kept. On the CPU the time is the process's CPU time (one thread),
-    which a shared machine disturbs less than the wall clock; on CUDA it is the wall clock.
+    Both loops start from the same weights and draw the same minibatches. Each repeat times the
+    two back to back (alternating which goes first), so a busy machine slows both alike; the
+    ratio reported is the median over repeats of each pair's ratio, and the times are each
+    loop's median. On the CPU the time is the process's CPU time (one thread), which a shared
+    machine disturbs less than the wall clock; on CUDA it is the wall clock after a sync.
     """
     import copy
+    import statistics
 
     import torch
 
@@ -75,21 +76,29 @@ def recording_overhead(width: int, *, depth: int = 10, batch_size: int = 64, ste
     start = DeepMLP(width, 10, width=width, depth=depth, init="he_normal",
                     generator=torch.Generator().manual_seed(0)).to(device)
     clock = time.process_time if device == "cpu" else time.perf_counter
-    best = {"bare": math.inf, "train": math.inf}
     lr = 1e-3
-    for _ in range(repeats):
-        for name in ("bare", "train"):
-            model = copy.deepcopy(start)
-            began = clock()
-            if name == "bare":
-                _bare_loop(model, data, steps, batch_size, lr, seed=0)
-            else:
-                train(model, data, steps=steps, lr=lr, batch_size=batch_size, seed=0)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-            best[name] = min(best[name], (clock() - began) / steps)
-    return {"width": width, "bare_s": best["bare"], "train_s": best["train"],
-            "ratio": best["train"] / best["bare"]}
+
+    def timed(name: str) -> float:
+        model = copy.deepcopy(start)
+        began = clock()
+        if name == "bare":
+            _bare_loop(model, data, steps, batch_size, lr, seed=0)
+        else:
+            train(model, data, steps=steps, lr=lr, batch_size=batch_size, seed=0)
+            if device == "cuda":
+                torch.cuda.synchronize()
+        return (clock() - began) / steps
+
+    timed("bare"), timed("train")                      # warm up both
+    bare, trained, ratios = [], [], []
+    for i in range(repeats):
+        order = ("bare", "train") if i % 2 == 0 else ("train", "bare")
+        t = {name: timed(name) for name in order}
+        bare.append(t["bare"])
+        trained.append(t["train"])
+        ratios.append(t["train"] / t["bare"])
+    return {"width": width, "bare_s": statistics.median(bare),
+            "train_s": statistics.median(trained), "ratio": statistics.median(ratios)}
 
 
 def print_overhead(devices: list[str] | None = None) -> list[dict[str, object]]:
