@@ -22,15 +22,20 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-## test: everything — build the site, then unit tests, notebooks (nbmake) and browser tests
-test: book browser
-	$(BIN)/python -m pytest tests --nbmake chapters
+## test: everything, executing each chapter once: unit tests; the chapters under nbmake, whose
+## outputs go into the book's execution cache; the book built from that cache (it executes no
+## chapter again); the browser tests of the built site
+test: browser unit notebooks
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python -m pytest tests/test_site.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/test_site.py
 
+## notebooks: execute every chapter once under nbmake (on copies; chapters/ keeps no outputs)
+## and keep the outputs in _build/.jupyter_cache for the next book build
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbmake chapters
+	$(BIN)/python -m gradpath.book.executed chapters/[0-9][0-9]-*.ipynb
 
 site-tests: browser
 	$(BIN)/python -m pytest tests/test_site.py
@@ -40,7 +45,8 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-## bench: execute every chapter once and print seconds, peak memory and device (not a test)
+## bench: train()'s recording overhead (ratio to a bare loop), then every chapter executed once
+## with its seconds, peak memory and device (a measurement, not a test)
 bench: $(STAMP)
 	$(BIN)/python -m gradpath.book.bench chapters/[0-9][0-9]-*.ipynb
 

@@ -23,17 +23,24 @@ def test_bench_measures_a_notebook(tmp_path, capsys):
     row = bench.run_one(path)
     assert row["notebook"] == "tiny.ipynb" and row["seconds"] > 0
     assert row["peak_mib"] > 40  # the kernel held a 50 MB buffer
-    assert bench.main([str(path)]) == 0
+    assert bench.main(["--no-overhead", str(path)]) == 0
     table = capsys.readouterr().out
     assert "| tiny.ipynb" in table and "peak MiB" in table
 
 
 def test_bench_reports_a_failing_notebook(tmp_path, capsys):
     path = _notebook(tmp_path / "broken.ipynb", "raise RuntimeError('boom')")
-    assert bench.main([str(path)]) == 1
+    assert bench.main(["--no-overhead", str(path)]) == 1
     assert "FAILED" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main([str(tmp_path / "missing.ipynb")])
+
+
+def test_recording_overhead_is_measured_on_the_same_model_and_batches(capsys):
+    row = bench.recording_overhead(16, depth=3, steps=5, repeats=1)
+    assert row["width"] == 16 and row["bare_s"] > 0 and row["train_s"] > 0
+    assert row["ratio"] > 0
+    assert set(bench.OVERHEAD_TARGETS) == {256, 64}
 
 
 class _App:

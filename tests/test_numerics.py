@@ -41,6 +41,8 @@ def _mixed() -> torch.Tensor:
 
 CASES = {
     "1e20 (float32 squares overflow)": torch.full((100,), 1e20),
+    "1e20, 200 x 200 (the CPU's per-tensor path)": torch.full((200, 200), 1e20),
+    "1e-26, 200 x 200": torch.full((200, 200), 1e-26),
     "1e-26 (float32 squares underflow)": torch.full((100,), 1e-26),
     "1e-40 (float32 subnormal entries)": torch.full((100,), 1e-40),
     "3e38 (float32's largest)": torch.full((1000,), 3e38),

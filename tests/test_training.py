@@ -176,3 +176,17 @@ def test_weight_norms_are_after_each_update():
     assert history.weight_norms[-1] == pytest.approx(now, rel=1e-6)
     with pytest.raises(ValueError, match="record_every"):
         train(model, data, steps=3, lr=0.1, record_every=0)
+
+
+def test_large_layers_fast_path_matches_the_exact_device_path():
+    data = teacher_classification(256, 128, 4, seed=0)
+
+    def run(**kwargs):
+        model = DeepMLP(128, 4, width=128, depth=4, activation="relu", init="he_normal",
+                        generator=torch.Generator().manual_seed(0))
+        return train(model, data, steps=6, lr=0.05, batch_size=32, **kwargs)
+
+    fast, exact = run(), run(record_every=3)   # float32 + checks / float64 on the device
+    assert np.allclose(fast.gradient_norm_matrix(), exact.gradient_norm_matrix(), rtol=1e-5)
+    assert np.allclose(fast.weight_norm_matrix(), exact.weight_norm_matrix(), rtol=1e-5)
+    assert np.allclose(fast.global_norm, exact.global_norm, rtol=1e-5)

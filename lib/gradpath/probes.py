@@ -40,35 +40,83 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _fast_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Each tensor's L2 norm from one fused reduction (``torch._foreach_norm``), on their device.
+def _fast_norm_list(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor's L2 norm as a 0-d tensor on its device, from one fused reduction.
 
-    float32 (and float16/bfloat16, upcast to float32) accumulate in float32, float64 in float64,
-    so a result can overflow or underflow although every entry is finite; :func:`_reliable` says
-    when it cannot have. Returns a 1-D tensor of the accumulation dtype (float64 if any input is
-    float64).
+    ``torch._foreach_norm`` for float32 (the common case); float16/bfloat16 are accumulated in
+    float32 and float64 in float64. A result can overflow or underflow although every entry is
+    finite; :func:`_reliable` says when it cannot have.
     """
-    ts = [t.detach() for t in tensors]
-    if not ts:
+    with torch.no_grad():
+        if all(t.dtype == torch.float32 for t in tensors):
+            if tensors and tensors[0].device.type == "cpu":
+                return _cpu_norm_list(tensors)
+            return list(torch._foreach_norm(list(tensors)))
+        return [torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in _LOW_PRECISION
+                                         else None) for t in tensors]
+
+
+# On the CPU, torch._foreach_norm is a loop over the tensors, and (measured with torch 2.13) a
+# slower one than calling torch.linalg.vector_norm on each tensor once a tensor has more than a
+# few thousand entries; it wins on many small tensors, where it saves the per-call overhead.
+_CPU_FOREACH_LIMIT = 1 << 14
+
+
+def _cpu_norm_list(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """float32 norms on the CPU: one ``_foreach_norm`` for the small tensors, one call per big one.
+    """
+    small = [i for i, t in enumerate(tensors) if t.numel() < _CPU_FOREACH_LIMIT]
+    if len(small) == len(tensors):
+        return list(torch._foreach_norm(list(tensors)))
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    if small:
+        for i, norm in zip(small, torch._foreach_norm([tensors[i] for i in small]), strict=True):
+            out[i] = norm
+    for i, t in enumerate(tensors):
+        if out[i] is None:
+            out[i] = torch.linalg.vector_norm(t)
+    return cast(list[torch.Tensor], out)
+
+
+def _stacked(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack 0-d tensors in one call, converting to float64 only if some are float64."""
+    if any(v.dtype != torch.float32 for v in values):
+        dtype = torch.float64 if any(v.dtype == torch.float64 for v in values) else torch.float32
+        values = [v.to(dtype) for v in values]
+    return torch.stack(list(values))
+
+
+def _fast_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`_fast_norm_list` stacked into one 1-D tensor (float64 if any input is float64)."""
+    if not tensors:
         return torch.zeros(0)
-    if all(t.dtype == torch.float32 for t in ts):
-        return torch.stack(torch._foreach_norm(ts))
-    norms = [torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in _LOW_PRECISION
-                                      else None) for t in ts]
-    dtype = torch.float64 if any(n.dtype == torch.float64 for n in norms) else torch.float32
-    return torch.stack([n.to(dtype) for n in norms])
+    return _stacked(_fast_norm_list(tensors))
 
 
-def _reliable(value: float, numel: int, accumulated_in: torch.dtype) -> bool:
-    """Whether a fast norm ``value`` of ``numel`` entries is the true norm to rounding error.
+_TINY = {torch.float32: torch.finfo(torch.float32).tiny,
+         torch.float64: torch.finfo(torch.float64).tiny}
+
+
+def _reliable_limits(tensors: Sequence[torch.Tensor]) -> list[float]:
+    """Per tensor, the smallest square of a fast norm that :func:`_reliable` accepts.
+
+    Each tensor is accumulated in float64 if it is float64, else in float32 (see
+    :func:`_fast_norm_list`).
+    """
+    return [1e9 * max(t.numel(), 1) * _TINY[torch.float64 if t.dtype == torch.float64
+                                             else torch.float32] for t in tensors]
+
+
+def _reliable(value: float, limit: float) -> bool:
+    """Whether a fast norm ``value`` is the true norm to rounding error.
 
     A finite result means no square overflowed (an overflow leaves ``inf`` in the sum). Squares
-    below the dtype's smallest normal number (``tiny``) may be lost or rounded; they change the
-    sum of squares by at most ``numel · tiny``, which is below 1e-9 of it when
-    ``value² >= 1e9 · numel · tiny``. Anything smaller (including an exact 0) is recomputed.
+    below the accumulation dtype's smallest normal number (``tiny``) may be lost or rounded; they
+    change the sum of squares by at most ``numel · tiny``, which is below 1e-9 of it when
+    ``value² >= limit = 1e9 · numel · tiny`` (:func:`_reliable_limits`). Anything smaller,
+    including an exact 0, is recomputed.
     """
-    tiny = torch.finfo(accumulated_in).tiny
-    return math.isfinite(value) and value * value >= 1e9 * max(numel, 1) * tiny
+    return math.isfinite(value) and value * value >= limit
 
 
 def _float64_capable(device: torch.device) -> bool:
@@ -92,17 +140,18 @@ def _exact_norm(t: torch.Tensor) -> float:
 
 
 def _settle(values: list[float], tensors: Sequence[torch.Tensor],
-            accumulated_in: torch.dtype) -> list[float]:
+            limits: Sequence[float]) -> list[float]:
     """Replace every fast norm that may have overflowed or underflowed by the exact one.
 
     A non-finite fast norm is kept only if the tensor itself holds a non-finite entry (decided by
     ``torch.isfinite`` on the entries); otherwise the entries are finite and the norm is
-    recomputed exactly.
+    recomputed exactly. ``limits`` come from :func:`_reliable_limits`.
     """
     out = list(values)
-    for i, (v, t) in enumerate(zip(values, tensors, strict=True)):
-        if _reliable(v, t.numel(), accumulated_in):
+    for i, (v, limit) in enumerate(zip(values, limits, strict=True)):
+        if _reliable(v, limit):
             continue
+        t = tensors[i]
         if not math.isfinite(v) and not bool(torch.isfinite(t.detach()).all()):
             continue
         out[i] = _exact_norm(t)
@@ -129,7 +178,7 @@ def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
     if not ts:
         return []
     fast = _fast_norms(ts)
-    return _settle(fast.tolist(), ts, fast.dtype)
+    return _settle(fast.tolist(), ts, _reliable_limits(ts))
 
 
 def tensor_norm(tensor: torch.Tensor) -> float:

@@ -26,10 +26,11 @@ from torch import nn
 from gradpath.data import Dataset
 from gradpath.probes import (
     _exact_norms_on_device,
-    _fast_norms,
-    _float64_capable,
+    _fast_norm_list,
+    _reliable_limits,
     _scaled_norm,
     _settle,
+    _stacked,
     combined_norm,
     tensor_norms,
     weight_layers,
@@ -195,8 +196,7 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
     opt = make_optimizer(optimizer, params, lr)
     criterion = loss_function(data)
     weights = [cast(torch.Tensor, layer.weight) for layer in weight_layers(model)]
-    position = {id(p): i for i, p in enumerate(params)}
-    layer_position = [position.get(id(w)) for w in weights]   # None: a frozen weight layer
+    plan = _MeasurementPlan(params, weights)
     generator = torch.Generator().manual_seed(seed)
     recorder = _Recorder(TrainingHistory(), len(weights), stop_at_nonfinite)
     n = len(data)
@@ -209,16 +209,11 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
         opt.zero_grad(set_to_none=True)
         loss = criterion(model(x), y)
         loss.backward()
-        grads = [cast(torch.Tensor, p.grad) if p.grad is not None else torch.zeros_like(p)
-                 for p in params]
         if record_every == 1:
-            stop = _host_step(recorder, step, loss, grads, weights, layer_position,
-                              clip_norm, clip_value, params)
-            if stop:
+            if _host_step(recorder, plan, loss, clip_norm, clip_value):
                 break
         else:
-            recorder.pending.append(_device_step(loss, grads, weights, layer_position,
-                                                 clip_norm, clip_value, params))
+            recorder.pending.append(_device_step(plan, loss, clip_norm, clip_value))
             if (step + 1) % record_every == 0 and recorder.flush():
                 break
         opt.step()
@@ -229,6 +224,58 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
         history.weight_norms.append(tensor_norms(weights))   # after the last update taken
     history.stopped_early = history.diverged and stop_at_nonfinite and history.steps < steps
     return history
+
+
+# Gradients of parameters other than the weight layers' weights (biases, norm scales) at most
+# this large are concatenated into one vector, so their norm costs one reduction, not one each.
+_SMALL = 1 << 16
+
+
+class _MeasurementPlan:
+    """Which tensors one step's fused reduction covers, and where each result goes.
+
+    The reduction runs over, in order: the gradient of every trained weight layer, the gradients
+    of the other large parameters, one concatenation of the other small gradients, and the
+    weight layers' weights (before the step's update). Their norms give the per-layer gradient
+    norms, the global norm (all gradients together) and the weight norms.
+    """
+
+    def __init__(self, params: list[nn.Parameter], weights: list[torch.Tensor]) -> None:
+        self.params = params
+        self.weights = weights
+        position = {id(p): i for i, p in enumerate(params)}
+        in_layers = {id(w) for w in weights}
+        self.layered = [params[position[id(w)]] for w in weights if id(w) in position]
+        # where each weight layer's gradient norm sits in the reduction (None: frozen layer)
+        slots = iter(range(len(self.layered)))
+        self.layer_slot = [next(slots) if id(w) in position else None for w in weights]
+        others = [p for p in params if id(p) not in in_layers]
+        self.large = [p for p in others if p.numel() > _SMALL]
+        self.small = [p for p in others if p.numel() <= _SMALL]
+        self.big = self.layered + self.large
+        self.gradients = len(self.big) + (1 if self.small else 0)
+        self.limits: list[float] | None = None
+
+    def tensors(self) -> list[torch.Tensor]:
+        """This step's gradients (as the reduction groups them) followed by the weights.
+
+        Call under ``torch.no_grad()``: the weights are the parameters themselves.
+        """
+        grads = [_grad(p) for p in self.big]
+        if self.small:
+            grads.append(torch.cat([_grad(p).reshape(-1) for p in self.small]))
+        return grads + self.weights
+
+    def all_gradients(self) -> list[torch.Tensor]:
+        """Every parameter's gradient tensor itself (to clip in place)."""
+        return [p.grad for p in self.params if p.grad is not None]
+
+    def layer_norms(self, gradient_norms: list[float]) -> list[float]:
+        return [gradient_norms[i] if i is not None else 0.0 for i in self.layer_slot]
+
+
+def _grad(p: nn.Parameter) -> torch.Tensor:
+    return p.grad if p.grad is not None else torch.zeros_like(p)
 
 
 class _Recorder:
@@ -282,60 +329,59 @@ def _clip_coefficient(total: float, clip_norm: float) -> float:
     return coefficient if math.isnan(coefficient) or coefficient < 1.0 else 1.0
 
 
-def _host_step(recorder: _Recorder, step: int, loss: torch.Tensor, grads: list[torch.Tensor],
-               weights: list[torch.Tensor], layer_position: list[int | None],
-               clip_norm: float | None, clip_value: float | None,
-               params: list[nn.Parameter]) -> bool:
+def _host_step(recorder: _Recorder, plan: _MeasurementPlan, loss: torch.Tensor,
+               clip_norm: float | None, clip_value: float | None) -> bool:
     """One step's measurements with one device-to-host transfer; clips in place; True to stop."""
-    tensors = grads + weights
-    fast = _fast_norms(tensors)
-    carrier = torch.float64 if _float64_capable(fast.device) else fast.dtype
-    values = torch.cat([loss.detach().reshape(1).to(carrier), fast.to(carrier)]).tolist()
-    norms = _settle(values[1:], tensors, fast.dtype)
-    grad_norms, weight_norms = norms[:len(grads)], norms[len(grads):]
+    with torch.no_grad():
+        tensors = plan.tensors()
+        if plan.limits is None:
+            plan.limits = _reliable_limits(tensors)
+        values = _stacked([loss.reshape(())] + _fast_norm_list(tensors)).tolist()
+    norms = _settle(values[1:], tensors, plan.limits)
+    grad_norms, weight_norms = norms[:plan.gradients], norms[plan.gradients:]
     total = combined_norm(grad_norms)
     # a non-finite norm survives _settle only where torch.isfinite found a non-finite entry
     gradient_finite = all(math.isfinite(v) for v in grad_norms)
-    layer_norms = [grad_norms[i] if i is not None else 0.0 for i in layer_position]
-    stop = recorder.add(values[0], total, total, layer_norms, weight_norms, gradient_finite)
-    if stop:
+    if recorder.add(values[0], total, total, plan.layer_norms(grad_norms), weight_norms,
+                    gradient_finite):
         return True
     clipped = total
     if clip_norm is not None:
         coefficient = _clip_coefficient(total, clip_norm)
         if coefficient != 1.0:
-            torch._foreach_mul_(grads, coefficient)
+            torch._foreach_mul_(plan.all_gradients(), coefficient)
             clipped = total * coefficient
     if clip_value is not None:
-        torch.nn.utils.clip_grad_value_(params, clip_value)
-        clipped = combined_norm(tensor_norms(grads))
+        torch.nn.utils.clip_grad_value_(plan.params, clip_value)
+        clipped = combined_norm(tensor_norms(plan.all_gradients()))
     recorder.history.clipped_norm[-1] = clipped
     return False
 
 
-def _device_step(loss: torch.Tensor, grads: list[torch.Tensor], weights: list[torch.Tensor],
-                 layer_position: list[int | None], clip_norm: float | None,
-                 clip_value: float | None, params: list[nn.Parameter]) -> torch.Tensor:
+def _device_step(plan: _MeasurementPlan, loss: torch.Tensor, clip_norm: float | None,
+                 clip_value: float | None) -> torch.Tensor:
     """One step's measurements as a device row (no sync); clips in place.
 
     Row: ``[loss, global norm, clipped norm, gradient finite (1/0), layer gradient norms...,
     weight norms before the update...]``.
     """
-    norms = _exact_norms_on_device(grads + weights)
-    grad_norms, weight_norms = norms[:len(grads)], norms[len(grads):]
+    with torch.no_grad():
+        norms = _exact_norms_on_device(plan.tensors())
+    grad_norms, weight_norms = norms[:plan.gradients], norms[plan.gradients:]
     total = _scaled_norm(grad_norms)
     # exact norms: non-finite exactly when an entry is (an inf or nan entry propagates)
     finite = torch.isfinite(grad_norms).all().to(norms.dtype)
     clipped = total
     if clip_norm is not None:
         coefficient = torch.clamp(clip_norm / (total + _CLIP_EPS), max=1.0)
+        grads = plan.all_gradients()
         torch._foreach_mul_(grads, coefficient.to(grads[0].dtype))
         clipped = total * coefficient
     if clip_value is not None:
-        torch.nn.utils.clip_grad_value_(params, clip_value)
-        clipped = _scaled_norm(_exact_norms_on_device(grads))
+        torch.nn.utils.clip_grad_value_(plan.params, clip_value)
+        clipped = _scaled_norm(_exact_norms_on_device(plan.all_gradients()))
     zero = norms.new_zeros(1)
-    layer_norms = [grad_norms[i:i + 1] if i is not None else zero for i in layer_position]
+    layer_norms = [grad_norms[i:i + 1] if i is not None else zero for i in plan.layer_slot]
     return torch.cat([loss.detach().reshape(1).to(norms.dtype), total.reshape(1),
                       clipped.reshape(1), finite.reshape(1), *layer_norms, weight_norms])
 

@@ -5,7 +5,10 @@
 - :mod:`~gradpath.book.quiz`        loading, checking (as jupyterquiz grades) and showing quizzes
 - :mod:`~gradpath.book.interactive` kernel-free interactive figures for the static site
 - :mod:`~gradpath.book.widgets`     live ipywidgets explorers for Jupyter, Colab and Binder
-- :mod:`~gradpath.book.bench`       ``make bench``: time and memory of each chapter
+- :mod:`~gradpath.book.bench`       ``make bench``: train()'s recording overhead, and the time and
+  memory of each chapter
+- :mod:`~gradpath.book.executed`    ``make test`` executes each chapter once (nbmake), and the book
+  is built from those outputs
 - :mod:`~gradpath.book.learning`    saved quiz progress, course-wide score, compute badges
 - :mod:`~gradpath.book.cards`       flashcard decks (jupytercards) without a CDN
 """
