@@ -214,7 +214,7 @@ def test_intro_lists_every_chapter_as_a_link(page_on):
 @pytest.mark.parametrize("path", ["intro.html", CHAPTER_PAGES[1]])
 def test_menu_and_contents_buttons_open_at_phone_width(page_on, path):
     page = page_on(path, viewport=PHONE, is_mobile=True, has_touch=True)
-    chapter_links = ".bd-sidebar-primary a[href*='chapters/']"
+    chapter_links = ".bd-sidebar-primary .bd-links a[href*='-']"
     assert _visible_on_top(page, chapter_links) == 0
     page.locator(".primary-toggle:visible").first.tap()
     page.wait_for_function("""(sel) => Array.from(document.querySelectorAll(sel)).some(a => {
@@ -236,7 +236,7 @@ def test_menu_and_contents_buttons_open_at_phone_width(page_on, path):
 
 def test_menu_button_hides_and_shows_the_sidebar_on_desktop(page_on):
     page = page_on(CHAPTER_PAGES[0])
-    links = ".bd-sidebar-primary a[href*='chapters/']"
+    links = ".bd-sidebar-primary .bd-links a[href*='-']"
     assert _visible_on_top(page, links) >= len(CHAPTERS) - 1
     page.locator(".primary-toggle:visible").first.click()
     page.wait_for_timeout(800)
@@ -368,17 +368,33 @@ def test_the_keyboard_moves_the_figure(page_on, path):
     assert slider.get_attribute("aria-valuetext")
 
 
+def _tick_number(text: str) -> float:
+    """The value a tick label states: "0.02", "20", "10⁻⁸", "5×10⁷"."""
+    powers = text.translate(str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789"))
+    if "×10" in powers:
+        mantissa, exponent = powers.split("×10")
+        return float(mantissa) * 10.0 ** int(exponent)
+    if powers != text:  # "10" followed by a superscript exponent
+        return 10.0 ** int(powers[2:])
+    return float(text)
+
+
 @pytest.mark.parametrize("path", CHAPTER_PAGES)
 def test_log_axes_have_unambiguous_tick_labels(page_on, path):
     page = page_on(path)
     _figure_drawn(page)
-    labels = page.evaluate("""() => {
+    axes = page.evaluate("""() => {
         const el = document.querySelector('.gradpath-interactive');
-        return ['xaxis', 'yaxis'].filter(a => el._fullLayout[a].type === 'log').flatMap(a =>
-            Array.from(el.querySelectorAll(`.${a.charAt(0)}tick text`), t => t.textContent));
+        return ['xaxis', 'yaxis'].filter(a => el._fullLayout[a].type === 'log').map(a =>
+            [el._fullLayout[a].tickmode, el._fullLayout[a].tickvals, el._fullLayout[a].ticktext,
+             Array.from(el.querySelectorAll(`.${a.charAt(0)}tick text`), t => t.textContent)]);
     }""")
-    bare_digits = [t for t in labels if re.fullmatch(r"[2-9]", t.strip())]
-    assert not bare_digits, f"ambiguous log tick labels {labels}"
+    for mode, values, texts, shown in axes:
+        # Every label states its whole value (plotly's own log labels write bare mantissa
+        # digits, "3 2 1 9 8 ...", between powers of ten).
+        assert mode == "array" and shown, f"log axis without explicit labels: {shown}"
+        for value, text in zip(values, texts, strict=True):
+            assert _tick_number(text) == pytest.approx(value, rel=1e-9), (text, value)
 
 
 @pytest.mark.parametrize("path", CHAPTER_PAGES)
@@ -499,6 +515,9 @@ def test_median_chapter_weighs_at_most_1_5_mb_compressed(browser):
 # ----------------------------------------------------------------------------- units (no browser)
 
 def test_log_ticks_label_every_tick_in_full():
+    for lo, hi in [(3e-3, 0.4), (0.02, 0.09), (1e-20, 10), (2e5, 3e9), (0.5, 3)]:
+        values, labels = interactive.log_ticks(lo, hi)
+        assert [_tick_number(t) for t in labels] == pytest.approx(values, rel=1e-9)
     values, labels = interactive.log_ticks(3e-3, 0.4)
     assert labels[:3] == ["0.001", "0.01", "0.1"] or "0.002" in labels
     assert not any(re.fullmatch(r"[2-9]", t) for t in labels)

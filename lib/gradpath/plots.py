@@ -61,6 +61,7 @@ _TEX_WORDS = {
     "beta": "β", "gamma": "γ", "eta": "η", "lambda": "λ", "theta": "θ", "tau": "τ",
     "epsilon": "ε", "varepsilon": "ε", "sum": "Σ", "prod": "Π", "cdot": "·", "times": "×",
     "le": "≤", "ge": "≥", "approx": "≈", "infty": "∞", "nabla": "∇", "sqrt": "√", "|": "‖",
+    "dots": "…", "ldots": "…", "cdots": "⋯", "to": "→",
 }
 
 
@@ -79,8 +80,10 @@ def describe(target: Figure | Axes, text: str) -> None:
     setattr(fig, DESCRIPTION_ATTR, str(text).strip())
 
 
-def _plain(label: str) -> str:
-    """Mathtext ($...$) as plain text: ``$\\|\\partial L\\|$`` → ``‖∂L‖``."""
+def tex_to_text(label: str) -> str:
+    """Mathtext or TeX (``$...$``) as plain text, for descriptions.
+
+    ``$\\|\\partial L\\|$`` becomes ``‖∂L‖``; unknown commands lose their backslash."""
     def word(match: Any) -> str:
         return _TEX_WORDS.get(match.group(1), match.group(1))
 
@@ -102,13 +105,13 @@ def figure_description(fig: Figure) -> str:
     suptitle_artist = getattr(fig, "_suptitle", None)
     suptitle = suptitle_artist.get_text() if suptitle_artist is not None else ""
     if suptitle:
-        parts.append(_plain(suptitle) + ".")
+        parts.append(tex_to_text(suptitle) + ".")
     for i, ax in enumerate(panels, start=1):
         bits = []
-        title = _plain(ax.get_title())
+        title = tex_to_text(ax.get_title())
         if title:
             bits.append(title)
-        y, x = _plain(ax.get_ylabel()), _plain(ax.get_xlabel())
+        y, x = tex_to_text(ax.get_ylabel()), tex_to_text(ax.get_xlabel())
         if y and x:
             log = " (log scale)" if ax.get_yscale() == "log" and "log" not in y else ""
             bits.append(f"{y}{log} against {x}")
@@ -116,7 +119,7 @@ def figure_description(fig: Figure) -> str:
             bits.append(y or x)
         legend = ax.get_legend()
         if legend is not None:
-            names = [_plain(t.get_text()) for t in legend.get_texts() if t.get_text()]
+            names = [tex_to_text(t.get_text()) for t in legend.get_texts() if t.get_text()]
             if names:
                 bits.append("series: " + ", ".join(names))
         if ax.images:

@@ -55,9 +55,9 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> tuple[list[float], li
     """Tick positions and unambiguous labels for a log axis showing ``[lo, hi]`` (both > 0).
 
     Every label is a whole number (``0.001``, ``20``, ``10⁻⁸``, ``5×10⁷``), never the bare
-    mantissa digits (``2 3 … 9``) that plotly writes between powers of ten. A range within two
-    decades gets 1-2-5 ticks; a wider one gets powers of ten, every second or fifth one when there
-    are more than ``max_ticks``.
+    mantissa digits (``2 3 … 9``) that plotly writes between powers of ten. A range within one
+    decade gets 1-2-3-5-7 ticks, within two decades 1-2-5 ticks; a wider one gets powers of ten,
+    every second or fifth one when there are more than ``max_ticks``.
 
     Raises:
         ValueError: if ``lo`` or ``hi`` is not a positive finite number, or ``lo > hi``.
@@ -68,7 +68,8 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> tuple[list[float], li
     k1 = max(k1, k0 + 1)
     decades = k1 - k0
     if decades <= 2:
-        ticks = [(m, k) for k in range(k0, k1 + 1) for m in (1, 2, 5)]
+        mantissas = (1, 2, 3, 5, 7) if decades == 1 else (1, 2, 5)
+        ticks = [(m, k) for k in range(k0, k1 + 1) for m in mantissas]
     else:
         step = next(s for s in (1, 2, 5, 10, 20, 50, 100) if decades / s <= max_ticks)
         first = k0 - (k0 % step)

@@ -92,8 +92,6 @@ def page_description(doctree: Any, title: str = "", site: str = "Gradient Flow")
                 continue
             if _in_output(para):
                 continue
-            if any(True for _ in para.findall(nodes.math)):
-                continue  # TeX source reads badly in a search result
             text = _prose_text(para)
             if len(text) >= 60:
                 prose = text
@@ -107,12 +105,18 @@ def page_description(doctree: Any, title: str = "", site: str = "Gradient Flow")
 
 
 def _prose_text(para: Any) -> str:
-    """A paragraph's text without its footnote and citation markers."""
+    """A paragraph's text without its footnote and citation markers, its math as plain text."""
     from docutils import nodes
 
-    skip = (nodes.footnote_reference, nodes.citation_reference, nodes.substitution_reference)
-    words = [str(t) for t in para.findall(nodes.Text)
-             if not any(isinstance(a, skip) for a in _ancestors(t))]
+    from gradpath.plots import tex_to_text
+
+    skip = (nodes.footnote_reference, nodes.citation_reference, nodes.substitution_reference,
+            nodes.math)
+    words = []
+    for node in para.findall(lambda n: isinstance(n, (nodes.Text, nodes.math))):
+        if any(isinstance(a, skip) for a in _ancestors(node)):
+            continue
+        words.append(tex_to_text(node.astext()) if isinstance(node, nodes.math) else str(node))
     text = re.sub(r"\s+", " ", "".join(words)).strip()
     return re.sub(r"\s+([,.;:])", r"\1", text)
 
@@ -237,8 +241,9 @@ def slim_html(page: str, documentation_options: str | None = None) -> str:
     Removes the Font Awesome script (the theme's Font Awesome CSS draws the same icons) and the
     preloads of its three fonts (each now loads only if a page shows one of its icons), inlines
     ``documentation_options.js`` when its text is given (a later inline script in the head reads
-    it, so it cannot be deferred), and adds ``defer`` to every other external script in the head
-    that has neither ``async`` nor ``defer``. Deferred scripts still run in their order, after the
+    it, so it cannot be deferred), adds ``defer`` to every other external script in the head
+    that has neither ``async`` nor ``defer``, and makes the inline MathJax configuration run in
+    order with them (``type="module"``). Deferred scripts still run in their order, after the
     page is parsed. The body is left as it is.
     """
     end = page.find("</head>")
@@ -260,6 +265,12 @@ def slim_html(page: str, documentation_options: str | None = None) -> str:
         return f"<script defer{attributes}></script>"
 
     head = _SCRIPT_TAG.sub(rewrite, head)
+    # MathJax's configuration object: set it when MathJax itself runs (an inline module script
+    # runs in order with the deferred ones), not while the page is parsed. A quiz script in the
+    # body sees `window.MathJax`, takes it for a loaded MathJax, and half a second later fails
+    # on `MathJax.version[0]` when the deferred MathJax has not run yet. MathJax typesets the
+    # whole page, quizzes included, when it starts.
+    head = re.sub(r"<script>(\s*window\.MathJax\s*=)", r'<script type="module">\1', head)
     return head + body
 
 
@@ -270,6 +281,11 @@ def _finish(app: Any, exception: Exception | None) -> None:
     static = outdir / "_static"
     static.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(plotly_js_path(), static / PLOTLY_JS)
+    # Sphinx keeps a static file that is already in the output directory, so an edited
+    # gradpath.css or gradpath.js would not reach a rebuilt site: copy them every time.
+    for asset in STATIC_DIR.iterdir():
+        if asset.is_file():
+            shutil.copyfile(asset, static / asset.name)
     options_path = static / "documentation_options.js"
     options = options_path.read_text(encoding="utf-8") if options_path.is_file() else None
     for page in outdir.rglob("*.html"):

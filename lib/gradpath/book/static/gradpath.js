@@ -167,6 +167,15 @@
     var layout = spec.layout || {};
     var theme = themeLayout(dark);
     Object.keys(theme).forEach(function (k) { setPath(layout, k, theme[k]); });
+    if (el.clientWidth && el.clientWidth < 560) {
+      // On a phone the legend goes above the plot, so the plot keeps the width.
+      setPath(layout, "legend.orientation", "h");
+      setPath(layout, "legend.x", 0);
+      setPath(layout, "legend.y", 1.02);
+      setPath(layout, "legend.yanchor", "bottom");
+      setPath(layout, "margin.r", 10);
+      setPath(layout, "margin.t", 90);
+    }
     var colors = traceColors(spec, dark);
     spec.data.forEach(function (t, i) { if (t.line) t.line.color = colors[i]; });
     loadPlotly().then(function (Plotly) {
