@@ -414,12 +414,18 @@ def test_figure_labels_are_not_shrunk_to_unreadable(page_on, path):
     page = page_on(path)
     scales = page.evaluate("""async () => {
         const imgs = Array.from(document.querySelectorAll('main .cell_output img'));
+        imgs.forEach(i => { i.loading = 'eager'; });  // figures load lazily
         await Promise.all(imgs.map(i => i.complete ? 0 : new Promise(r => i.onload = r)));
         return imgs.map(i => [i.getAttribute('src'), i.clientWidth / i.naturalWidth]);
     }""")
     # Figures are drawn at 100 dpi with 10-point text: shown at 70% or more, text is >= 9.7 px.
     small = [(src, round(s, 2)) for src, s in scales if s < 0.7]
     assert not small, f"figures shrunk below 70% at 1280 px: {small}"
+    # Every figure reserves its space before it loads (no layout shift) and keeps its shape.
+    sized = page.evaluate("""() => Array.from(document.querySelectorAll('main .cell_output img'),
+        i => [i.getAttribute('width'), i.getAttribute('height'),
+              Math.abs(i.clientHeight / i.clientWidth - i.naturalHeight / i.naturalWidth)])""")
+    assert all(w and h and err < 0.02 for w, h, err in sized), sized
 
 
 # ----------------------------------------------------------------------------- dark mode
@@ -532,13 +538,15 @@ def test_slim_html_defers_head_scripts_and_drops_font_awesome_js():
             '<script>DOCUMENTATION_OPTIONS.pagename = "x";</script>'
             '<script src="_static/vendor/fontawesome/6.5.2/js/all.min.js?d=1"></script>'
             '<link rel="preload" as="font" href="_static/vendor/fontawesome/6.5.2/a.woff2" />'
+            '<link rel="preload" as="font" href="_static/vendor/fontawesome/fa-regular-400.woff2">'
             '<script async="async" src="a.js"></script><script src="b.js"></script></head>'
             '<body><script src="c.js"></script></body></html>')
     out = site.slim_html(page, "const DOCUMENTATION_OPTIONS = {};")
-    assert "fontawesome" not in out
+    assert "fontawesome/6.5.2/js" not in out and "a.woff2" in out
     assert '<script>const DOCUMENTATION_OPTIONS = {};</script>' in out
     assert '<script defer src="b.js">' in out and '<script async="async" src="a.js">' in out
     assert '<script src="c.js">' in out  # the body is left alone
+    assert "fa-regular" not in out
 
 
 def test_slider_figure_has_a_description():
@@ -550,3 +558,28 @@ def test_slider_figure_has_a_description():
     fig = interactive.slider_figure(frames, title="t", x_title="x", y_title="y",
                                     slider_label="d", description="Custom words.")
     assert "Custom words." in interactive.to_html(fig)
+
+
+def test_the_partial_plotly_bundle_matches_the_installed_plotly():
+    # Replaces the old check that plotly.js went into the head of pages with a figure: now no
+    # page loads it up front, and the site serves the vendored partial bundle when it matches.
+    from plotly.offline import get_plotlyjs_version
+
+    assert site.plotly_js_path() == site.PLOTLY_BASIC, (
+        f"update {site.PLOTLY_BASIC.name} to plotly.js-basic-dist-min@{get_plotlyjs_version()}")
+    assert f"v{get_plotlyjs_version()}" in site.PLOTLY_BASIC.read_text(encoding="utf-8")[:300]
+
+
+def test_figure_descriptions_come_from_the_figure():
+    import matplotlib.pyplot as plt
+    from gradpath.plots import describe, figure_description, plot_gradient_norms_by_layer
+
+    ax = plot_gradient_norms_by_layer({"depth 5": [1e-3, 1e-2, float("inf")]})
+    text = figure_description(ax.figure)
+    assert "Gradient norm by layer" in text and "depth 5" in text and "log scale" in text
+    assert "\\" not in text and "$" not in text
+    describe(ax, "Norms grow toward the output.")
+    assert figure_description(ax.figure) == "Norms grow toward the output."
+    with pytest.raises(ValueError, match="empty"):
+        describe(ax, " ")
+    plt.close("all")

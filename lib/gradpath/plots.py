@@ -88,6 +88,7 @@ def tex_to_text(label: str) -> str:
         return _TEX_WORDS.get(match.group(1), match.group(1))
 
     text = label.replace("$", "")
+    text = re.sub(r"\\[,;:! ]", " ", text)  # TeX spacing commands
     text = re.sub(r"\\(?:mathrm|mathbf|text|operatorname)\{([^{}]*)\}", r"\1", text)
     text = re.sub(r"\\([A-Za-z]+|\|)", word, text)
     text = re.sub(r"[{}]", "", text).replace("\\", "")

@@ -230,16 +230,18 @@ _SCRIPT_TAG = re.compile(r"<script\b([^>]*)>\s*</script>", re.IGNORECASE)
 _FONTAWESOME_JS = re.compile(
     r"\s*<script\b[^>]*src=\"[^\"]*vendor/fontawesome/[^\"]*/js/[^\"]*\"[^>]*>\s*</script>",
     re.IGNORECASE)
-_FONTAWESOME_PRELOAD = re.compile(
-    r"\s*<link\b[^>]*rel=\"preload\"[^>]*href=\"[^\"]*vendor/fontawesome/[^\"]*\"[^>]*/?>",
-    re.IGNORECASE)
+_FONTAWESOME_PRELOAD = re.compile(  # the "regular" style: no icon of the book uses it
+    r"\s*<link\b[^>]*rel=\"preload\"[^>]*href=\"[^\"]*vendor/fontawesome/[^\"]*"
+    r"fa-regular-400[^\"]*\"[^>]*/?>", re.IGNORECASE)
+_NOTEBOOK_IMAGE = re.compile(r"<img\b(?![^>]*\bwidth=)([^>]*\bsrc=\"([^\"]*_images/[^\"]+\.png)\")",
+                             re.IGNORECASE)
 
 
 def slim_html(page: str, documentation_options: str | None = None) -> str:
     """Make a built page's ``<head>`` stop blocking the first paint.
 
     Removes the Font Awesome script (the theme's Font Awesome CSS draws the same icons) and the
-    preloads of its three fonts (each now loads only if a page shows one of its icons), inlines
+    preload of its "regular" font (no icon of the book uses it), inlines
     ``documentation_options.js`` when its text is given (a later inline script in the head reads
     it, so it cannot be deferred), adds ``defer`` to every other external script in the head
     that has neither ``async`` nor ``defer``, and makes the inline MathJax configuration run in
@@ -274,6 +276,25 @@ def slim_html(page: str, documentation_options: str | None = None) -> str:
     return head + body
 
 
+def size_images(page: str, page_path: Path) -> str:
+    """Give each notebook figure (``_images/*.png``) its ``width`` and ``height`` and let the
+    browser load it lazily: the page keeps its layout while figures arrive (no layout shift),
+    and figures below the fold do not compete with the first paint."""
+    def add(match: re.Match[str]) -> str:
+        path = (page_path.parent / match.group(2)).resolve()
+        try:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError):
+            return match.group(0)
+        return (f'<img width="{width}" height="{height}" loading="lazy" decoding="async"'
+                f"{match.group(1)}")
+
+    return _NOTEBOOK_IMAGE.sub(add, page)
+
+
 def _finish(app: Any, exception: Exception | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
@@ -292,7 +313,7 @@ def _finish(app: Any, exception: Exception | None) -> None:
         if page.name == "search.html" or "_static" in page.parts:
             continue
         text = page.read_text(encoding="utf-8")
-        slimmed = slim_html(text, options)
+        slimmed = size_images(slim_html(text, options), page)
         if slimmed != text:
             page.write_text(slimmed, encoding="utf-8")
 

@@ -174,7 +174,10 @@
       setPath(layout, "legend.y", 1.02);
       setPath(layout, "legend.yanchor", "bottom");
       setPath(layout, "margin.r", 10);
-      setPath(layout, "margin.t", 90);
+      setPath(layout, "margin.t", 120);
+      setPath(layout, "title.y", 0.98);
+      setPath(layout, "title.yanchor", "top");
+      setPath(layout, "title.font.size", 14);
     }
     var colors = traceColors(spec, dark);
     spec.data.forEach(function (t, i) { if (t.line) t.line.color = colors[i]; });
