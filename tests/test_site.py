@@ -102,6 +102,8 @@ def _math_ready(page) -> None:
     page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
                            timeout=20_000)
     page.evaluate("() => MathJax.startup.promise")
+    page.wait_for_function("() => document.documentElement.dataset.gradpathMath === 'typeset'",
+                           timeout=20_000)
 
 
 def _scroll_through(page) -> None:
@@ -175,7 +177,8 @@ def test_page_is_offline_clean_and_typesets_math(page_on, path):
     page = page_on(path)
     page.wait_for_function("() => document.querySelectorAll('mjx-container').length > 0",
                            timeout=20_000)
-    page.wait_for_timeout(1500)  # let late scripts (quiz MathJax fallback) run
+    _math_ready(page)
+    page.wait_for_timeout(1500)  # let late scripts (quizzes typeset after MathJax) run
     assert page.foreign_requests == [], f"requests to other hosts: {page.foreign_requests}"
     assert page.errors == [], f"console errors: {page.errors}"
     assert page.failed == [], f"failed requests (a favicon.ico 404 counts): {page.failed}"
@@ -186,7 +189,7 @@ def test_page_is_offline_clean_and_typesets_math(page_on, path):
         return main.innerText;
     }""")
     leftovers = re.findall(r"\\(?:frac|sqrt|sum|prod|partial|sigma|mu|varepsilon|hat|le|ge|cdot)"
-                           r"\b|\$\$", prose)
+                           r"\b|\$\$|\\\(|\\\[", prose)
     assert not leftovers, f"math left untypeset: {leftovers[:5]}"
 
 

@@ -284,6 +284,18 @@
 
   function setUpMath() {
     whenMathTypeset(function () {
+      // The notebook's top section is excluded from MathJax's page-wide pass (MyST-NB marks it
+      // mathjax_ignore and lets MathJax in only where it marks math), so quizzes are typeset
+      // here; jupyterquiz typesets its own feedback when an answer is chosen.
+      var quizzes = Array.prototype.slice.call(document.querySelectorAll("[data-shufflequestions]"));
+      var typeset = quizzes.length && window.MathJax.typesetPromise
+        ? window.MathJax.typesetPromise(quizzes) : Promise.resolve();
+      typeset.catch(function () {}).then(afterMath);
+    });
+  }
+
+  function afterMath() {
+    {
       document.querySelectorAll('mjx-container[display="true"]').forEach(function (c) {
         if (c.scrollWidth > c.clientWidth + 1) {
           c.setAttribute("tabindex", "0");
@@ -291,7 +303,8 @@
         }
       });
       fixQuizMath();
-    });
+      document.documentElement.dataset.gradpathMath = "typeset";  // for tests and tools
+    }
   }
 
   /* ------------------------------------------------------------------ quizzes */
