@@ -1,45 +1,148 @@
 """How the book build and gradpath talk to each other.
 
 The book's Sphinx build loads this module as an extension (``_config.yml`` →
-``sphinx.extra_extensions``). It does two things:
+``sphinx.extra_extensions``). It:
 
-1. It sets ``GRADPATH_STATIC_BUILD=1`` in the build's environment, which the notebook kernels
-   inherit. gradpath then leaves live-only widgets (ipywidgets explorers, tqdm bars) out of the
-   static pages, so no page needs require.js or the widget manager from a CDN.
-2. It copies plotly.js from the installed ``plotly`` package into ``_static/`` and adds it to the
-   pages that hold an interactive figure, so those figures work with no network.
+1. sets ``GRADPATH_STATIC_BUILD=1`` in the build's environment, which the notebook kernels
+   inherit, so gradpath leaves live-only widgets (ipywidgets explorers, tqdm bars) out of the
+   static pages and no page needs require.js or a widget manager from a CDN;
+2. adds the course's page assets from ``gradpath/book/static/`` to every page: ``gradpath.css``
+   (display math that scrolls, quiz contrast and focus, dark mode) and ``gradpath.js`` (deferred:
+   draws interactive figures lazily, makes quizzes accessible, explains "Live code" offline), and
+   a ``<meta name="description">`` written from the page's text;
+3. copies a partial plotly bundle (scatter traces, sliders: all the course's interactive figures
+   use) to ``_static/`` — ``gradpath.js`` loads it only when a figure comes near the screen, so no
+   page waits for plotly before it paints;
+4. gives every notebook figure a text alternative: the description that
+   :func:`gradpath.plots.describe` (or the course's automatic description) wrote into the PNG,
+   and marks wide figures ``full-width`` so their labels stay readable;
+5. after the build, slims each page's ``<head>``: the Font Awesome script (1.5 MB, render-blocking;
+   the theme's Font Awesome CSS already draws the icons) is dropped, ``documentation_options.js``
+   is inlined, and the other head scripts are deferred.
 """
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 from gradpath.progress import STATIC_BUILD_ENV, is_static_build
 
-__all__ = ["STATIC_BUILD_ENV", "is_static_build", "setup", "plotly_js_path"]
+__all__ = ["STATIC_BUILD_ENV", "is_static_build", "setup", "plotly_js_path", "slim_html",
+           "page_description", "png_description", "PLOTLY_JS", "PLOTLY_MARKER", "SITE_META"]
 
-PLOTLY_JS = "plotly.min.js"
+STATIC_DIR = Path(__file__).parent / "static"
+VENDOR_DIR = Path(__file__).parent / "vendor"
+PLOTLY_JS = "gradpath-plotly.min.js"       # the name gradpath.js loads from _static/
+PLOTLY_BASIC = VENDOR_DIR / "plotly-basic.min.js"
 PLOTLY_MARKER = "gradpath-interactive"
+SITE_META = "gradpath-site"                # tells a figure that the site's script draws it
+PNG_DESCRIPTION_KEY = "Description"        # the PNG text chunk gradpath.plots writes
+WIDE_FIGURE_PX = 820                       # wider PNGs are shown full-width on wide screens
+DESCRIPTION_CHARS = 155
+
+
+def _bundle_version(path: Path) -> str | None:
+    head = path.read_text(encoding="utf-8", errors="replace")[:400]
+    match = re.search(r"plotly\.js[^\n]*?v(\d+\.\d+\.\d+)", head)
+    return match.group(1) if match else None
 
 
 def plotly_js_path() -> Path:
-    """Where the installed plotly package keeps its bundled plotly.js."""
+    """The plotly.js the site serves: the vendored partial bundle (``plotly-basic``: scatter
+    traces, sliders, legends, log axes) when its version is the one the installed ``plotly``
+    package writes figures for, else the package's full bundle (4.8 MB) with a warning."""
     import plotly
+    from plotly.offline import get_plotlyjs_version
 
-    path = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+    wanted = get_plotlyjs_version()
+    if PLOTLY_BASIC.is_file() and _bundle_version(PLOTLY_BASIC) == wanted:
+        return PLOTLY_BASIC
+    warnings.warn(f"the vendored plotly-basic bundle is v{_bundle_version(PLOTLY_BASIC)}, but "
+                  f"plotly {plotly.__version__} writes figures for plotly.js v{wanted}: serving "
+                  f"the full bundle. Update {PLOTLY_BASIC} from the npm package "
+                  f"plotly.js-basic-dist-min@{wanted}.", stacklevel=2)
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     if not path.exists():  # pragma: no cover - depends on the plotly wheel
         raise FileNotFoundError(f"plotly.js not found at {path}")
     return path
 
 
-def _add_plotly_where_needed(app: Any, pagename: str, templatename: str, context: dict,
-                             doctree: Any) -> None:
-    # Called during html-page-context, add_js_file adds the script to this page only.
-    if PLOTLY_MARKER in context.get("body", ""):
-        app.add_js_file(PLOTLY_JS)
+# ----------------------------------------------------------------------------- page metadata
+
+def _text_of(node: Any) -> str:
+    return re.sub(r"\s+", " ", node.astext()).strip()
+
+
+def page_description(doctree: Any, title: str = "", site: str = "Gradient Flow") -> str:
+    """A one-sentence summary for ``<meta name="description">``: the page title, then the first
+    paragraph of real prose (at least 60 characters), cut at a word near 155 characters."""
+    from docutils import nodes
+
+    prose = ""
+    if doctree is not None:
+        for para in doctree.findall(nodes.paragraph):
+            if any(isinstance(a, (nodes.list_item, nodes.footnote, nodes.citation, nodes.table,
+                                  nodes.admonition, nodes.caption)) for a in _ancestors(para)):
+                continue
+            if _in_output(para):
+                continue
+            text = _prose_text(para)
+            if len(text) >= 60:
+                prose = text
+                break
+    title = re.sub(r"<[^>]+>", "", title or "").strip()
+    lead = f"{title}: " if title and title != site else f"{site}: "
+    text = lead + prose if prose else lead.rstrip(": ")
+    if len(text) > DESCRIPTION_CHARS:
+        text = text[:DESCRIPTION_CHARS].rsplit(" ", 1)[0].rstrip(",;:—-") + "…"
+    return text
+
+
+def _prose_text(para: Any) -> str:
+    """A paragraph's text without its footnote and citation markers, its math as plain text."""
+    from docutils import nodes
+
+    from gradpath.plots import tex_to_text
+
+    skip = (nodes.footnote_reference, nodes.citation_reference, nodes.substitution_reference,
+            nodes.math)
+    words = []
+    for node in para.findall(lambda n: isinstance(n, (nodes.Text, nodes.math))):
+        if any(isinstance(a, skip) for a in _ancestors(node)):
+            continue
+        words.append(tex_to_text(node.astext()) if isinstance(node, nodes.math) else str(node))
+    text = re.sub(r"\s+", " ", "".join(words)).strip()
+    return re.sub(r"\s+([,.;:])", r"\1", text)
+
+
+def _ancestors(node: Any) -> list[Any]:
+    found = []
+    parent = node.parent
+    while parent is not None:
+        found.append(parent)
+        parent = parent.parent
+    return found
+
+
+def _in_output(node: Any) -> bool:
+    return any("cell_output" in (getattr(a, "get", lambda *_: [])("classes") or [])
+               for a in _ancestors(node))
+
+
+def _page_context(app: Any, pagename: str, templatename: str, context: dict,
+                  doctree: Any) -> None:
+    tags = [f'<meta name="{SITE_META}" content="1" />']
+    metatags = context.get("metatags", "")
+    if 'name="description"' not in metatags:
+        description = page_description(doctree, context.get("title", ""))
+        tags.append(f'<meta name="description" content="{html.escape(description)}" />')
+    context["metatags"] = metatags + "\n" + "\n".join(tags) + "\n"
 
 
 def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict,
@@ -60,17 +163,174 @@ def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context:
     context["script_files"] = unique
 
 
-def _copy_plotly(app: Any, exception: Exception | None) -> None:
-    if exception is None and app.builder.format == "html":
-        target = Path(app.outdir) / "_static" / PLOTLY_JS
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(plotly_js_path(), target)
+# ----------------------------------------------------------------------------- figures
+
+def png_description(path: str | Path) -> str | None:
+    """The description stored in a PNG's ``Description`` text chunk, or ``None``."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}) or {}
+            value = text.get(PNG_DESCRIPTION_KEY)
+            return str(value).strip() or None if value else None
+    except (OSError, ValueError):
+        return None
+
+
+def _png_width(path: str | Path) -> int:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return int(image.size[0])
+    except (OSError, ValueError):
+        return 0
+
+
+def _section_title(node: Any) -> str:
+    from docutils import nodes
+
+    for ancestor in _ancestors(node):
+        if isinstance(ancestor, nodes.section) and ancestor.children:
+            first = ancestor.children[0]
+            if isinstance(first, nodes.title):
+                return _text_of(first)
+    return ""
+
+
+def _describe_images(app: Any, doctree: Any, docname: str) -> None:
+    from docutils import nodes
+
+    for image in doctree.findall(nodes.image):
+        uri = str(image.get("uri", ""))
+        if not uri.lower().endswith(".png") or "://" in uri:
+            continue
+        # By now Sphinx has resolved the URI relative to the source directory.
+        path = Path(app.srcdir) / str(image.get("candidates", {}).get("*", uri))
+        if not path.is_file():
+            path = Path(app.env.relfn2path(uri, docname)[1])
+        if not image.get("alt") or image["alt"] == uri:
+            described = png_description(path)
+            section = _section_title(image)
+            image["alt"] = described or (f"Figure in the section “{section}”" if section
+                                         else "Figure")
+        if _png_width(path) > WIDE_FIGURE_PX:
+            for ancestor in _ancestors(image):
+                if isinstance(ancestor, nodes.container) and \
+                        "cell_output" in ancestor.get("classes", []):
+                    if "full-width" not in ancestor["classes"]:
+                        ancestor["classes"].append("full-width")
+                    break
+
+
+# ----------------------------------------------------------------------------- page <head>
+
+_SCRIPT_TAG = re.compile(r"<script\b([^>]*)>\s*</script>", re.IGNORECASE)
+_FONTAWESOME_JS = re.compile(
+    r"\s*<script\b[^>]*src=\"[^\"]*vendor/fontawesome/[^\"]*/js/[^\"]*\"[^>]*>\s*</script>",
+    re.IGNORECASE)
+_FONTAWESOME_PRELOAD = re.compile(  # the "regular" style: no icon of the book uses it
+    r"\s*<link\b[^>]*rel=\"preload\"[^>]*href=\"[^\"]*vendor/fontawesome/[^\"]*"
+    r"fa-regular-400[^\"]*\"[^>]*/?>", re.IGNORECASE)
+_NOTEBOOK_IMAGE = re.compile(r"<img\b(?![^>]*\bwidth=)([^>]*\bsrc=\"([^\"]*_images/[^\"]+\.png)\")",
+                             re.IGNORECASE)
+
+
+def slim_html(page: str, documentation_options: str | None = None) -> str:
+    """Make a built page's ``<head>`` stop blocking the first paint.
+
+    Removes the Font Awesome script (the theme's Font Awesome CSS draws the same icons) and the
+    preload of its "regular" font (no icon of the book uses it), inlines
+    ``documentation_options.js`` when its text is given (a later inline script in the head reads
+    it, so it cannot be deferred), adds ``defer`` to every other external script in the head
+    that has neither ``async`` nor ``defer``, and makes the inline MathJax configuration run in
+    order with them (``type="module"``). Deferred scripts still run in their order, after the
+    page is parsed. The body is left as it is.
+    """
+    end = page.find("</head>")
+    if end < 0:
+        return page
+    head, body = page[:end], page[end:]
+    head = _FONTAWESOME_JS.sub("", head)
+    head = _FONTAWESOME_PRELOAD.sub("", head)
+
+    def rewrite(match: re.Match[str]) -> str:
+        attributes = match.group(1)
+        src = re.search(r"\bsrc=\"([^\"]*)\"", attributes)
+        if not src:
+            return match.group(0)
+        if documentation_options is not None and "documentation_options.js" in src.group(1):
+            return f"<script>{documentation_options.strip()}</script>"
+        if re.search(r"\b(async|defer)\b", attributes) or "type=\"module\"" in attributes:
+            return match.group(0)
+        return f"<script defer{attributes}></script>"
+
+    head = _SCRIPT_TAG.sub(rewrite, head)
+    # MathJax's configuration object: set it when MathJax itself runs (an inline module script
+    # runs in order with the deferred ones), not while the page is parsed. A quiz script in the
+    # body sees `window.MathJax`, takes it for a loaded MathJax, and half a second later fails
+    # on `MathJax.version[0]` when the deferred MathJax has not run yet. MathJax typesets the
+    # whole page, quizzes included, when it starts.
+    head = re.sub(r"<script>(\s*window\.MathJax\s*=)", r'<script type="module">\1', head)
+    return head + body
+
+
+def size_images(page: str, page_path: Path) -> str:
+    """Give each notebook figure (``_images/*.png``) its ``width`` and ``height`` and let the
+    browser load it lazily: the page keeps its layout while figures arrive (no layout shift),
+    and figures below the fold do not compete with the first paint."""
+    def add(match: re.Match[str]) -> str:
+        path = (page_path.parent / match.group(2)).resolve()
+        try:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError):
+            return match.group(0)
+        return (f'<img width="{width}" height="{height}" loading="lazy" decoding="async"'
+                f"{match.group(1)}")
+
+    return _NOTEBOOK_IMAGE.sub(add, page)
+
+
+def _finish(app: Any, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    outdir = Path(app.outdir)
+    static = outdir / "_static"
+    static.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(plotly_js_path(), static / PLOTLY_JS)
+    # Sphinx keeps a static file that is already in the output directory, so an edited
+    # gradpath.css or gradpath.js would not reach a rebuilt site: copy them every time.
+    for asset in STATIC_DIR.iterdir():
+        if asset.is_file():
+            shutil.copyfile(asset, static / asset.name)
+    options_path = static / "documentation_options.js"
+    options = options_path.read_text(encoding="utf-8") if options_path.is_file() else None
+    for page in outdir.rglob("*.html"):
+        if page.name == "search.html" or "_static" in page.parts:
+            continue
+        text = page.read_text(encoding="utf-8")
+        slimmed = size_images(slim_html(text, options), page)
+        if slimmed != text:
+            page.write_text(slimmed, encoding="utf-8")
+
+
+def _register_assets(app: Any) -> None:
+    if str(STATIC_DIR) not in app.config.html_static_path:
+        app.config.html_static_path.append(str(STATIC_DIR))
+    app.add_css_file("gradpath.css")
+    app.add_js_file("gradpath.js", defer="defer")
 
 
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx entry point."""
     os.environ[STATIC_BUILD_ENV] = "1"
-    app.connect("html-page-context", _add_plotly_where_needed)
+    app.connect("builder-inited", _register_assets)
+    app.connect("doctree-resolved", _describe_images)
+    app.connect("html-page-context", _page_context)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
-    app.connect("build-finished", _copy_plotly)
+    app.connect("build-finished", _finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
