@@ -110,6 +110,7 @@ KINDS = ("vanishing", "exploding", "nonfinite", "dead_units", "saturation", "upd
 VANISHING_RATIO = 1.0 / RATIO_LIMIT
 EXPLODING_RATIO = RATIO_LIMIT
 GROWTH_LIMIT = RATIO_LIMIT
+SUSTAINED = 0.25
 DEAD_LIMIT = 0.5
 SATURATION_LIMIT = 0.5
 SATURATION_DERIVATIVE = 0.01
@@ -133,10 +134,14 @@ CHAPTERS: dict[str, str] = {
                   "(chapters/05-activation-functions)",
     "saturation": "Gradient Flow, chapter 5: Activation functions "
                   "(chapters/05-activation-functions)",
-    "update_ratio": "Gradient Flow, chapter 12: Capstone, diagnosing a real model (planned)",
+    "update_ratio": "Gradient Flow, chapter 4: Gradient clipping, on the length of an update "
+                    "(chapters/04-gradient-clipping)",
     "clipping": "Gradient Flow, chapter 4: Gradient clipping (chapters/04-gradient-clipping)",
-    "loss_scale": "Gradient Flow, chapter 11: Mixed precision and loss scaling (planned)",
+    "loss_scale": "Gradient Flow, chapter 4: Gradient clipping, on loss scaling with a "
+                  "GradScaler (chapters/04-gradient-clipping)",
 }
+"""The course page that explains each kind (chapters 11, mixed precision, and 12, the capstone,
+will take over ``loss_scale`` and ``update_ratio`` when they exist)."""
 
 _RELU_LIKE = (nn.ReLU, nn.ReLU6)
 _SATURATING = (nn.Sigmoid, nn.Tanh)
@@ -199,7 +204,8 @@ class Report:
         zero_fraction: shape (samples, layers): share of exactly-zero gradient entries (measured
             only when float16 is in use; else all ``nan``).
         time_growth: recurrent module name -> at each sample, the RMS of its output at the last
-            time step over that at the first (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``).
+            time step over that at the first (``nn.RNN`` with ReLU: the one whose state is not
+            bounded).
         loss_scale: shape (steps,), the ``GradScaler`` scale (``nan`` without one).
         skipped_steps: steps whose update the ``GradScaler`` skipped (its scale backed off).
         first_nonfinite_loss_step: first step with a non-finite loss, or ``None``.
@@ -311,8 +317,10 @@ class Report:
         for step in {self.first_nonfinite_loss_step, self.first_nonfinite_gradient_step}:
             if step is not None:
                 left.axvline(step, color="#D00000", lw=1.2)
-        right.axhspan(UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH, color="#009E73", alpha=0.10, lw=0)
-        right.axhline(UPDATE_RATIO_TYPICAL, color="#009E73", ls="--", lw=1)
+        right.axhspan(UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH, color="#009E73", alpha=0.10, lw=0,
+                      label=f"{UPDATE_RATIO_LOW:g} to {UPDATE_RATIO_HIGH:g}: not flagged")
+        right.axhline(UPDATE_RATIO_TYPICAL, color="#009E73", ls="--", lw=1,
+                      label=f"{UPDATE_RATIO_TYPICAL:g}: typical")
         ratio = self.update_ratio
         drawn = False
         if ratio.size and np.isfinite(ratio).any():
@@ -331,6 +339,7 @@ class Report:
             right.set_ylim(1e-7, 1)
             right.text(0.5, 0.5, "not measured\n(pass the optimizer)", ha="center",
                        va="center", transform=right.transAxes, color="0.4")
+        right.legend(loc="upper right", fontsize=7, handlelength=1.5)
         right.set_xlabel("step")
         right.set_title("update ratio ‖ΔW‖/‖W‖ (input side dark)", fontsize=10)
         right.grid(alpha=0.3)
@@ -443,44 +452,57 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
     if len(active) >= 2:
         first, last = active[0], active[-1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = grads[:, first] / grads[:, last]
-        ratio = _nanmedian(np.where(grads[:, last] > 0, ratios, np.nan))
-        if ratio < VANISHING_RATIO:
-            vanishing.append((layers[first], (
-                f"the gradient norm of '{layers[first]}' (input side) is {ratio:.2e}× that of "
-                f"'{layers[last]}' (output side), median over {int(finite.sum())} steps; rule: "
-                f"below {VANISHING_RATIO:g}")))
-        elif ratio > EXPLODING_RATIO:
-            exploding.append((layers[first], (
-                f"the gradient norm of '{layers[first]}' (input side) is {ratio:.2e}× that of "
-                f"'{layers[last]}' (output side), median over {int(finite.sum())} steps; rule: "
-                f"above {EXPLODING_RATIO:g}")))
+            ratios = np.where(grads[:, last] > 0, grads[:, first] / grads[:, last], np.nan)
+        ratios = ratios[np.isfinite(ratios)]
+        for low, bucket, word in ((True, vanishing, "below"), (False, exploding, "above")):
+            limit = VANISHING_RATIO if low else EXPLODING_RATIO
+            hits = ratios[ratios < limit] if low else ratios[ratios > limit]
+            if ratios.size and hits.size >= SUSTAINED * ratios.size:
+                bucket.append((layers[first], (
+                    f"the gradient norm of '{layers[first]}' (input side) is {word} {limit:g}× "
+                    f"that of '{layers[last]}' (output side) on {hits.size} of {ratios.size} "
+                    f"steps (median there {np.median(hits):.2e}×, over the run "
+                    f"{np.median(ratios):.2e}×); rule: {word} {limit:g} on at least "
+                    f"{SUSTAINED:.0%} of the steps")))
     rms = report.activation_rms
     measured = [j for j in range(len(layers)) if rms.size and np.isfinite(rms[:, j]).any()]
     if len(measured) >= 2:
-        medians = [_nanmedian(rms[:, j]) for j in measured]
-        a, b = medians[0], medians[-1]
-        growth = b / a if a > 0 else math.inf
-        per_layer = growth ** (1 / (len(measured) - 1)) if math.isfinite(growth) else math.inf
-        if growth < VANISHING_RATIO:
-            low = measured[int(np.argmin(medians))]
-            vanishing.append((layers[low], (
-                f"the forward signal fades: output RMS {b:.2e} at '{layers[measured[-1]]}' vs "
-                f"{a:.2e} at '{layers[measured[0]]}' (×{per_layer:.3g} per layer); rule: ratio "
-                f"below {VANISHING_RATIO:g}")))
-        elif growth > EXPLODING_RATIO:
-            high = measured[int(np.argmax(medians))]
-            exploding.append((layers[high], (
-                f"the forward signal grows: output RMS {b:.2e} at '{layers[measured[-1]]}' vs "
-                f"{a:.2e} at '{layers[measured[0]]}' (×{per_layer:.3g} per layer); rule: ratio "
-                f"above {EXPLODING_RATIO:g}")))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            growth_s = rms[:, measured[-1]] / rms[:, measured[0]]
+        rows = np.flatnonzero(np.isfinite(growth_s) | np.isinf(growth_s))
+        for low, bucket in ((True, vanishing), (False, exploding)):
+            limit = VANISHING_RATIO if low else EXPLODING_RATIO
+            hit = rows[growth_s[rows] < limit] if low else rows[growth_s[rows] > limit]
+            if not rows.size or hit.size < SUSTAINED * rows.size:
+                continue
+            medians = [_nanmedian(rms[hit, j]) for j in measured]
+            a, b = medians[0], medians[-1]
+            growth = b / a if a > 0 else math.inf
+            per_layer = growth ** (1 / (len(measured) - 1)) if math.isfinite(growth) else math.inf
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gains = np.asarray(medians[1:]) / np.asarray(medians[:-1])
+            if low:
+                k = int(np.nanargmin(np.where(np.isnan(gains), np.inf, gains)))
+            else:
+                k = int(np.nanargmax(np.where(np.isnan(gains), -np.inf, gains)))
+            where = layers[measured[k + 1]]
+            bucket.append((where, (
+                f"the forward signal {'fades' if low else 'grows'}: output RMS {b:.2e} at "
+                f"'{layers[measured[-1]]}' vs {a:.2e} at '{layers[measured[0]]}' "
+                f"(×{per_layer:.3g} per layer; the {'smallest' if low else 'largest'} gain, "
+                f"×{gains[k]:.3g}, at '{where}'), on {hit.size} of {rows.size} samples; rule: "
+                f"ratio {'below' if low else 'above'} {limit:g} on at least {SUSTAINED:.0%} "
+                "of them")))
     for module, values in report.time_growth.items():
-        growth = _nanmedian(np.asarray(values))
-        if growth > EXPLODING_RATIO:
+        seen = np.asarray(values, dtype=float)
+        seen = seen[~np.isnan(seen)]
+        hits = seen[seen > EXPLODING_RATIO]
+        if seen.size and hits.size >= SUSTAINED * seen.size:
             exploding.insert(0, (module, (
                 f"the hidden state of '{module}' grows through time: its RMS at the last step is "
-                f"{growth:.2e}× that at the first (median over samples); in a recurrent net "
-                f"depth is sequence length; rule: above {EXPLODING_RATIO:g}")))
+                f"{np.median(hits):.2e}× that at the first (on {hits.size} of {seen.size} "
+                f"samples); in a recurrent net depth is sequence length; rule: above "
+                f"{EXPLODING_RATIO:g} on at least {SUSTAINED:.0%} of the samples")))
     steps_ok = np.flatnonzero(finite & (report.global_norm > 0))
     if steps_ok.size >= 2:
         start, series = report.global_norm[steps_ok[0]], report.global_norm[steps_ok]
@@ -506,16 +528,24 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
 
     # -- non-finite -------------------------------------------------------------------------------
     step_loss, step_grad = report.first_nonfinite_loss_step, report.first_nonfinite_gradient_step
+    if has_scaler:
+        # A GradScaler expects non-finite scaled gradients now and then (it skips those steps and
+        # lowers its scale); only a non-finite loss is a finding (too many skips: loss_scale).
+        step_grad = None
     if step_loss is not None or step_grad is not None:
         firsts = [s for s in (step_loss, step_grad) if s is not None]
         step = min(firsts)
-        order = ("the loss and the gradient" if step_loss == step_grad
-                 else "the loss" if step_loss == step else "a gradient")
+        if step_loss == step_grad:
+            opening = f"the loss and a gradient became non-finite at step {step}"
+        elif step_loss == step:
+            opening = (f"the loss became non-finite at step {step} (a gradient "
+                     + (f"at step {step_grad})" if step_grad is not None else "never)"))
+        else:
+            opening = (f"a gradient became non-finite at step {step} (the loss "
+                     + (f"at step {step_loss})" if step_loss is not None else "never)"))
         site = localised or {}
         where = str(site.get("where", ""))
-        evidence = (f"{order} became non-finite first at step {step} "
-                    f"(loss: step {step_loss}, gradient: step {step_grad}); "
-                    f"{site.get('what', 'the module could not be located')}")
+        evidence = f"{opening}; {site.get('what', 'the module could not be located')}"
         add("nonfinite", where, evidence, _nonfinite_fix(str(site.get("phase", ""))), step)
 
     # -- dead units and saturation ----------------------------------------------------------------
@@ -770,6 +800,10 @@ class Doctor:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        lazy = [n for n, p in named if isinstance(p, nn.parameter.UninitializedParameter)]
+        if lazy:
+            raise ValueError(f"parameters {', '.join(lazy)} are not initialized yet (lazy "
+                             "modules): run one forward pass before attaching the doctor")
         if not named:
             frozen = sum(1 for _ in model.parameters())
             raise ValueError(
@@ -1116,7 +1150,6 @@ class Doctor:
                      grads_now: tuple[list[int], list[torch.Tensor]] | None) -> None:
         """Keep one step's per-parameter norms (made exact where float32 could be wrong) and the
         loss; look for the first non-finite step. Layer and global norms wait for report()."""
-        n = len(present)
         norms = value.astype(np.float64)
         all_trusted = bool(norms.min() >= _TRUSTED_FLOAT32_NORM and norms.max() < math.inf)
         if not exact and not all_trusted:
@@ -1128,11 +1161,16 @@ class Doctor:
             self._scale.append(scale)
             if scaled and math.isfinite(scale) and scale > 0:
                 norms = norms / scale
+        # A non-finite norm means a non-finite entry (see the module docstring): keep it as inf,
+        # since nan in the records means "no gradient at this step".
+        grad_bad = not all_trusted and not np.isfinite(norms).all()
+        if grad_bad:
+            bad_present = ~np.isfinite(norms)
+            norms[bad_present] = math.inf
         key = self._present_key(present)
         self._records.append((key, norms))
         self._loss.append(loss)
         loss_bad = not math.isfinite(loss)
-        grad_bad = not all_trusted and not np.isfinite(norms).all()
         if step in self._samples:
             self._samples[step]["param_norms"] = self._full(key, norms)
         if loss_bad and self._first_loss is None:
@@ -1140,8 +1178,9 @@ class Doctor:
         if grad_bad and self._first_grad is None:
             self._first_grad = step
         if (loss_bad or grad_bad) and self._localised is None:
-            full = self._full(key, norms)
-            bad = ~np.isfinite(full) & ~np.isnan(self._full(key, np.zeros(n)))
+            bad = np.zeros(len(self._params), dtype=bool)
+            if grad_bad:
+                bad[self._present_sets[key]] = bad_present
             self._localised = self._localise(step, loss_bad, bad, rerun=grads_now is not None)
 
     def _present_key(self, present: list[int]) -> int:
@@ -1173,13 +1212,14 @@ class Doctor:
         full = np.full((steps, len(self._params)), math.nan)
         for t, (key, norms) in enumerate(self._records):
             full[t, self._present_sets[key]] = norms
+        # A non-finite norm (an inf/nan entry in the tensor) is reported as inf; it is left out
+        # of the sums (inf × 0 in the product would be nan) and put back afterwards.
+        nonfinite = np.isinf(full)
         with np.errstate(invalid="ignore", over="ignore"):
-            squares = np.where(np.isnan(full), 0.0, full) ** 2
+            squares = np.where(np.isfinite(full), full, 0.0) ** 2
             layer = np.sqrt(squares @ self._membership)
             layer[(~np.isnan(full)).astype(float) @ self._membership == 0] = math.nan
             global_norm = np.sqrt(squares.sum(axis=1))
-        # A non-finite norm (an inf/nan entry in the tensor) is reported as inf.
-        nonfinite = ~np.isfinite(np.where(np.isnan(full), 0.0, full))
         global_norm[nonfinite.any(axis=1)] = math.inf
         for j in range(len(self._layers)):
             rows = nonfinite[:, self._layers[j].params].any(axis=1)
@@ -1236,6 +1276,7 @@ class Doctor:
     def _sample_hook(self, name: str, module: nn.Module,
                      j: int | None) -> Callable[[nn.Module, Any, Any], None]:
         is_rnn = isinstance(module, nn.RNNBase)
+        unbounded_rnn = isinstance(module, nn.RNN) and module.nonlinearity == "relu"
         kind = ("dead" if isinstance(module, _RELU_LIKE) or
                 (isinstance(module, nn.RNN) and module.nonlinearity == "relu") else
                 "sigmoid" if isinstance(module, nn.Sigmoid) else
@@ -1279,8 +1320,10 @@ class Doctor:
                     x = _first_tensor(inputs)
                     if x is not None and x.is_floating_point() and x.dim() >= 2:
                         rec["input_zero"][j] = x.detach()      # measured in step()
-                if is_rnn and not isinstance(_first_output(output),
-                                             nn.utils.rnn.PackedSequence):
+                # Growth through time can only explode in an unbounded recurrence: LSTM, GRU
+                # and tanh states stay within [-1, 1] (there, look for saturation instead).
+                if unbounded_rnn and not isinstance(_first_output(output),
+                                                    nn.utils.rnn.PackedSequence):
                     growth = _growth_through_time(
                         d, batch_first=bool(getattr(module, "batch_first", False)))
                     if growth is not None:
