@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPOSITORY := $(shell sed -n 's/^  url: //p' _config.yml)
 
-.PHONY: setup book test unit notebooks site-tests browser bench serve lint set-repository clean
+.PHONY: setup book test unit notebooks site-tests browser bench serve lint launched set-repository clean
 
 setup: $(STAMP)
 
@@ -27,18 +27,20 @@ book: $(STAMP)
 ## chapter again); the browser tests of the built site
 test: browser unit notebooks
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	$(BIN)/python -m pytest tests/test_site.py
+	$(BIN)/python -m pytest tests -m browser
 
+## unit: the tests that need no built site (library, notebooks' conventions, quizzes, seed map)
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/test_site.py
+	$(BIN)/python -m pytest tests -m "not browser"
 
 ## notebooks: execute every chapter once under nbmake (on copies; chapters/ keeps no outputs)
 ## and keep the outputs in _build/.jupyter_cache for the next book build
 notebooks: $(STAMP)
 	$(BIN)/python -m gradpath.book.executed chapters/[0-9][0-9]-*.ipynb
 
+## site-tests: the browser tests of an already built site (make book first)
 site-tests: browser
-	$(BIN)/python -m pytest tests/test_site.py
+	$(BIN)/python -m pytest tests -m browser
 
 ## browser: Debian's chromium for the built-site tests (installed with apt when missing)
 browser:
@@ -49,6 +51,11 @@ browser:
 ## with its seconds, peak memory and device (a measurement, not a test)
 bench: $(STAMP)
 	$(BIN)/python -m gradpath.book.bench chapters/[0-9][0-9]-*.ipynb
+
+## launched: two chapters as a learner launches them on Colab (throwaway venv with ipywidgets 7.7.1
+## and no myst-nb, a local clone, each run twice); minutes, and needs the package index
+launched: $(STAMP)
+	GRADPATH_LAUNCHED=1 $(BIN)/python -m pytest tests/test_launched.py
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000
