@@ -155,6 +155,12 @@ EXAM_FORMULAS = {
     "$n_{in} = 200$": math.sqrt(2 / 200),
     "batch $(2, 4, 9)$": (9 - 5) / math.sqrt(((2 - 5) ** 2 + (4 - 5) ** 2 + (9 - 5) ** 2) / 3),
     "exactly 6 of the branches": math.comb(12, 6),
+    "forget-gate bias is $b_f = 2$": 1 / (1 - 1 / (1 + math.exp(-2))),
+    "LSTM(16, 32)": 4 * (32 * (16 + 32) + 2 * 32),
+    "logits differ by $\\Delta = 4$": math.exp(-4) / (1 + math.exp(-4)) ** 2,
+    "$d_k = 256$": 256 ** 0.5,
+    "weight equal to 64 is stored in bfloat16": 2.0 ** (6 - 7),
+    "ZeRO stage 1 on 4 workers": 2 + 2 + 12 / 4,
 }
 
 
