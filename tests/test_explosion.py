@@ -13,6 +13,8 @@ from gradpath.experiments.explosion import (
     detect_explosion,
     growth_factor,
     loss_spikes,
+    norm_to_running_median,
+    overflow_trace,
     plot_symptoms,
     predicted_layer_gains,
     rms_derivative,
@@ -133,3 +135,50 @@ def test_plot_symptoms_has_three_panels_and_marks_nonfinite():
 def test_predicted_layer_gains_needs_a_deep_mlp():
     with pytest.raises(ValueError, match="DeepMLP"):
         predicted_layer_gains(torch.nn.Linear(3, 3), torch.randn(2, 3))  # type: ignore[arg-type]
+
+
+def test_norm_to_running_median():
+    ratios = norm_to_running_median([1.0, 2.0, 3.0, 30.0, math.inf, 2.0], window=3)
+    assert math.isnan(ratios[0]) and ratios[1] == 2.0 and ratios[2] == 2.0   # medians 1, 1.5
+    assert ratios[3] == 15.0                                                 # median of 1, 2, 3
+    assert math.isnan(ratios[4])                  # a non-finite norm is not a ratio ...
+    assert ratios[5] == 2.0 / 3.0                 # ... and stays out of the median (2, 3, 30)
+    assert norm_to_running_median([0.0, 1.0]) == [math.nan, math.inf] or math.isinf(
+        norm_to_running_median([0.0, 1.0])[1])
+    with pytest.raises(ValueError, match="window"):
+        norm_to_running_median([1.0], window=0)
+
+
+def _tiny_mlp(scale: float) -> DeepMLP:
+    model = DeepMLP(4, 2, width=4, depth=3, activation="relu", init="uniform", init_scale=1.0,
+                    generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for layer in model.weight_layers():
+            layer.weight.mul_(scale)
+    return model
+
+
+def test_overflow_trace_reads_the_entries_and_leaves_the_model_as_found():
+    x, y = torch.ones(8, 4), torch.zeros(8, 2)
+    calm = _tiny_mlp(1.0)
+    marker = torch.full_like(calm.head.weight, 7.0)
+    calm.head.weight.grad = marker.clone()
+    trace = overflow_trace(calm, x, y, torch.nn.MSELoss())
+    assert trace.first_nonfinite_layer is None and trace.gradient_finite
+    assert math.isfinite(trace.loss) and math.isclose(trace.global_norm, trace.float32_norm,
+                                                      rel_tol=1e-5)
+    assert torch.equal(calm.head.weight.grad, marker)            # .grad put back
+    assert calm.blocks[0].linear.weight.grad is None
+
+    # weights of 1e7: activations reach ~1e28, gradient entries pass 1.8e19 but stay finite
+    big = overflow_trace(_tiny_mlp(1e7), x, y, torch.nn.MSELoss())
+    assert big.gradient_finite and math.isfinite(big.global_norm)
+    assert big.largest_gradient_entry > 1.9e19 and math.isinf(big.float32_norm)
+    assert big.global_norm >= big.largest_gradient_entry
+
+    # weights of 1e15: the forward pass itself overflows in a middle layer
+    broken = overflow_trace(_tiny_mlp(1e15), x, y, torch.nn.MSELoss())
+    assert broken.first_nonfinite_layer is not None and broken.first_nonfinite_layer > 1
+    assert not math.isfinite(broken.loss) and not broken.gradient_finite
+    with pytest.raises(ValueError, match="DeepMLP"):
+        overflow_trace(torch.nn.Linear(4, 2), x, y, torch.nn.MSELoss())  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from gradpath.experiments.symptoms import (
     second_half_improvement,
     signal_spread_by_layer,
     spread_across_examples,
+    update_to_data_ratios,
     vanishing_symptoms,
     weight_snapshot,
 )
@@ -212,3 +213,49 @@ def test_diagnosis_of_an_underflowed_first_layer() -> None:
     assert result.verdict == "vanishing"
     assert result.first_to_last_ratio == 0.0
     assert any("inf×" in reason for reason in result.reasons)
+
+
+# --- update-to-data ratio --------------------------------------------------------------------
+
+def test_update_to_data_ratio_is_the_relative_step_of_sgd() -> None:
+    data = digits()
+    torch.manual_seed(0)                 # PyTorch's default initialization draws from it
+    model = DeepMLP(data.features, data.outputs, width=8, depth=3, activation="sigmoid",
+                    generator=torch.Generator().manual_seed(0))
+    before = weight_snapshot(model)
+    history = train(model, data, steps=3, lr=0.5, batch_size=32)
+    ratios = update_to_data_ratios(history, 0.5, before)
+    assert len(ratios) == 3 and len(ratios[0]) == 3          # steps × weight layers
+    # step 0 moved every layer by lr·g: the ratio is exactly ‖ΔW‖ / ‖W before‖
+    torch.manual_seed(0)
+    replay = DeepMLP(data.features, data.outputs, width=8, depth=3, activation="sigmoid",
+                     generator=torch.Generator().manual_seed(0))
+    one = weight_snapshot(replay)
+    train(replay, data, steps=1, lr=0.5, batch_size=32)
+    after = weight_snapshot(replay)
+    for r, w0, w1 in zip(ratios[0], one, after, strict=True):
+        assert math.isclose(r, float((w1 - w0).norm() / w0.norm()), rel_tol=1e-4)
+    # scale-free: the same run with the loss ×1000 and the lr ÷1000 gives the same ratios
+    scaled = TrainingHistory(loss=history.loss,
+                             gradient_norms=[[1000 * g for g in row]
+                                             for row in history.gradient_norms],
+                             global_norm=[1000 * g for g in history.global_norm],
+                             clipped_norm=[1000 * g for g in history.clipped_norm],
+                             weight_norms=history.weight_norms)
+    again = update_to_data_ratios(scaled, 0.5 / 1000, before)
+    assert all(math.isclose(a, b, rel_tol=1e-9) for ra, rb in zip(ratios, again, strict=True)
+               for a, b in zip(ra, rb, strict=True))
+
+
+def test_update_to_data_ratio_accounts_for_clipping_and_validates() -> None:
+    history = TrainingHistory(loss=[1.0], gradient_norms=[[3.0, 4.0]], global_norm=[5.0],
+                              clipped_norm=[1.0], weight_norms=[[2.0, 2.0]])
+    before = [torch.full((2, 2), 1.0), torch.full((1, 4), 0.5)]       # norms 2 and 1
+    assert update_to_data_ratios(history, 0.1, before) == [[pytest.approx(0.1 * 0.2 * 3 / 2),
+                                                            pytest.approx(0.1 * 0.2 * 4 / 1)]]
+    with pytest.raises(ValueError, match="lr"):
+        update_to_data_ratios(history, 0.0, before)
+    with pytest.raises(ValueError, match="layers"):
+        update_to_data_ratios(history, 0.1, before[:1])
+    with pytest.raises(ValueError, match="empty"):
+        update_to_data_ratios(TrainingHistory(), 0.1, before)

@@ -8,6 +8,11 @@
 - :func:`loss_spikes` and :func:`detect_explosion` apply the practitioner's rules of thumb
   (a global gradient norm above ``1000``, a loss that jumps, a loss that turns ``inf``/``nan``) to
   a recorded :class:`~gradpath.training.TrainingHistory`.
+- :func:`norm_to_running_median` divides each step's gradient norm by the median of the steps
+  before it: a scale-free alarm that does not depend on the units of the loss.
+- :func:`overflow_trace` runs one forward and backward pass and reports, from the tensors, what
+  overflowed: which layer's pre-activations first hold ``inf``/``nan``, whether the loss and the
+  gradient entries are finite, and what a float32 norm makes of finite entries above ``1.8e19``.
 - :func:`plot_symptoms` draws loss, global gradient norm and weight norms of one run side by side.
 """
 
@@ -21,12 +26,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
 from gradpath.activations import derivative
 from gradpath.diagnosis import EXPLODING_NORM
 from gradpath.models import DeepMLP
 from gradpath.plots import NONFINITE_COLOR, plot_training_curves, use_course_style
-from gradpath.probes import activation_statistics
+from gradpath.probes import activation_statistics, combined_norm, tensor_norms
 from gradpath.training import TrainingHistory
 
 
@@ -215,3 +221,111 @@ def plot_symptoms(runs: dict[str, TrainingHistory], *, threshold: float = EXPLOD
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def norm_to_running_median(norms: Sequence[float], *, window: int = 10) -> list[float]:
+    """Each step's norm divided by the median of the up to ``window`` finite norms before it.
+
+    A ratio far above one (say ``10``) flags a spike relative to the run's own history, whatever
+    the model or the units of its loss. Step 0 has no history and gets ``nan``; so does a step
+    whose own norm is not finite (it is reported by the non-finite rule instead). Non-finite norms
+    are left out of the running median.
+
+    Raises:
+        ValueError: unless ``window`` is a positive integer.
+    """
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    ratios: list[float] = []
+    history: list[float] = []
+    for value in (float(v) for v in norms):
+        if history and math.isfinite(value):
+            median = float(np.median(history[-window:]))
+            ratios.append(value / median if median > 0 else math.inf)
+        else:
+            ratios.append(math.nan)
+        if math.isfinite(value):
+            history.append(value)
+    return ratios
+
+
+@dataclass(frozen=True)
+class OverflowTrace:
+    """What one forward and backward pass computed, read from the tensors themselves.
+
+    Attributes:
+        nonfinite_by_layer: per weight layer (input side first), ``(inf entries, nan entries)``
+            of its output ``W a + b`` (the pre-activation of a hidden layer, the network's output
+            for the last).
+        largest_activation: the largest finite ``|entry|`` of any hidden layer's output.
+        loss: the loss of the pass (``inf``/``nan`` if it overflowed).
+        gradient_finite: whether every entry of every parameter gradient is finite.
+        largest_gradient_entry: the largest finite ``|entry|`` of the parameter gradients.
+        global_norm: the norm of all parameter gradients together, right for every finite entry
+            (:func:`gradpath.probes.tensor_norms`).
+        float32_norm: the same norm summed in float32, the way ``clip_grad_norm_`` computes it: it
+            is ``inf`` as soon as an entry passes about ``1.8e19`` although every entry is finite.
+    """
+
+    nonfinite_by_layer: list[tuple[int, int]]
+    largest_activation: float
+    loss: float
+    gradient_finite: bool
+    largest_gradient_entry: float
+    global_norm: float
+    float32_norm: float
+
+    @property
+    def first_nonfinite_layer(self) -> int | None:
+        """The first weight layer (1 = input side) whose output holds an ``inf``/``nan``."""
+        return next((i for i, (inf, nan) in enumerate(self.nonfinite_by_layer, start=1)
+                     if inf or nan), None)
+
+
+def _largest_finite(tensors: Sequence[torch.Tensor]) -> float:
+    values = [t.detach().abs()[torch.isfinite(t.detach())] for t in tensors]
+    values = [v for v in values if v.numel()]
+    return max(float(v.max()) for v in values) if values else math.nan
+
+
+def overflow_trace(model: DeepMLP, x: torch.Tensor, y: torch.Tensor,
+                   loss_fn: nn.Module) -> OverflowTrace:
+    """Run one forward and backward pass of a :class:`~gradpath.models.DeepMLP` and report what
+    overflowed, entry by entry.
+
+    The model is left as found: its ``.grad`` fields are put back afterwards, and its buffers,
+    modes and the random state are untouched (the pass runs in the model's current mode).
+
+    Raises:
+        ValueError: if ``model`` is not a :class:`~gradpath.models.DeepMLP`.
+    """
+    if not isinstance(model, DeepMLP):
+        raise ValueError(f"overflow_trace needs a gradpath DeepMLP, got {type(model).__name__}")
+    layers = list(model.weight_layers())
+    params = list(model.parameters())
+    saved = [p.grad for p in params]
+    outputs: list[torch.Tensor] = []
+    hidden: list[torch.Tensor] = []
+    handles = [layer.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
+               for layer in layers]
+    handles += [block.register_forward_hook(lambda _m, _i, out: hidden.append(out.detach()))
+                for block in model.blocks]
+    try:
+        for p in params:
+            p.grad = None
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in params]
+        counts = [(int(torch.isinf(o).sum()), int(torch.isnan(o).sum())) for o in outputs]
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        exact = combined_norm(tensor_norms(grads))
+        fp32 = [g.float() for g in grads]
+        float32 = float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g) for g in fp32])))
+        return OverflowTrace(counts, _largest_finite(hidden), float(loss.detach()), finite,
+                             _largest_finite(grads), exact, float32)
+    finally:
+        for h in handles:
+            h.remove()
+        for p, g in zip(params, saved, strict=True):
+            p.grad = g

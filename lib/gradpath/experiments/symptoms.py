@@ -14,6 +14,10 @@ A network whose gradients vanish gives itself away in ways that need no theory t
 
 :func:`vanishing_symptoms` measures the last three on a finished run and returns a
 :class:`SymptomReport` that says which fired.
+
+:func:`update_to_data_ratios` gives the scale-free number practitioners watch next to the norms:
+how large each step is relative to the weights it changes (Karpathy's CS231n notes suggest about
+``1e-3`` as a rough guide).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradpath.probes import activation_statistics, weight_layers
+from gradpath.probes import activation_statistics, tensor_norms, weight_layers
 from gradpath.training import TrainingHistory
 
 FROZEN_RATIO = 1e-3
@@ -247,3 +251,53 @@ def vanishing_symptoms(history: TrainingHistory, initial_weights: Sequence[torch
         plateau_tolerance=plateau_tolerance,
         progress_tolerance=progress_tolerance,
     )
+
+
+def update_to_data_ratios(history: TrainingHistory, lr: float,
+                          initial_weights: Sequence[torch.Tensor]) -> list[list[float]]:
+    """Per step and weight layer, the update-to-data ratio ``lr·‖g_l‖ / ‖W_l‖`` of plain SGD.
+
+    With plain SGD the update of layer ``l`` at step ``s`` is ``lr`` times its (clipped)
+    gradient, so this is exactly ``‖ΔW_l‖ / ‖W_l‖``: the fraction of the layer that one step
+    rewrites. It does not depend on the units of the loss (multiply the loss by ``c`` and the
+    learning rate by ``1/c`` and nothing changes), which an absolute threshold on ``‖g‖`` does.
+    CS231n's rough guide: about ``1e-3``; far below, the layer barely learns; far above, each step
+    rewrites a large part of it.
+
+    Args:
+        history: a run of :func:`gradpath.training.train` with ``optimizer="sgd"`` (for other
+            optimizers the update is not ``lr·g`` and the ratio is not the step's size).
+        lr: the learning rate of that run.
+        initial_weights: :func:`weight_snapshot` of the model before training (the weight norms
+            before step 0; later steps use the norms the history recorded after the previous
+            update).
+
+    Returns:
+        ``ratios[step][layer]``, input layer first; ``nan``/``inf`` where a norm is not finite.
+
+    Raises:
+        ValueError: for a non-positive ``lr``, an empty history, or a snapshot whose layer count
+            differs from the history's.
+    """
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if history.steps == 0:
+        raise ValueError("the history is empty: train for at least one step first")
+    before = tensor_norms(list(initial_weights))
+    layers = len(history.gradient_norms[0])
+    if len(before) != layers:
+        raise ValueError(f"the snapshot has {len(before)} layers but the history has {layers}; "
+                         "take it with weight_snapshot(model) before training")
+    ratios: list[list[float]] = []
+    for step in range(history.steps):
+        weights = before if step == 0 else history.weight_norms[step - 1]
+        total, used = history.global_norm[step], history.clipped_norm[step]
+        shrink = used / total if math.isfinite(total) and total > 0 else 1.0
+        row = []
+        for g, w in zip(history.gradient_norms[step], weights, strict=True):
+            if w == 0:
+                row.append(math.inf if g > 0 else math.nan)
+            else:
+                row.append(lr * shrink * g / w)
+        ratios.append(row)
+    return ratios
