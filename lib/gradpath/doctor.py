@@ -40,48 +40,67 @@ entries is: for float16/bfloat16/float32 tensors the float64 sum of squares of f
 cannot overflow, so a non-finite float64 norm means a non-finite entry; float64 gradients are
 checked with :func:`torch.isfinite` directly.
 
+Cost: per step, one fused pass over the gradients (``torch._foreach_norm``) and one transfer to
+the host; on a sampled step, hooks on every layer and a copy of the weight matrices before
+``optimizer.step()`` (the copy is kept between samples: memory equal to the weights), which is
+why sampling defaults to every 50 steps. ``python -m gradpath.book.doctor_bench`` measures the
+overhead against the same loop without the doctor.
+
 Non-finite localisation: at the first step whose loss or gradient is non-finite, the doctor
 re-runs that step's forward (same weights, inputs and random state) with a finiteness check on
 every module's output, then its backward from the same output gradient with a check on every
 gradient as it is produced, and names the first module whose forward output or backward gradient
 is inf/nan. It costs nothing on finite steps (``torch.autograd.detect_anomaly`` slows every step
 two- to fifty-fold). Buffers (BatchNorm statistics), ``.grad`` fields and the random state are
-restored afterwards.
+restored afterwards. To make the re-run possible the doctor keeps, until :meth:`Doctor.step`,
+references to the step's inputs and to ``∂L/∂output`` (``localise=False`` turns this off; the
+culprit is then located from the gradient norms alone).
 
 The rules
 ---------
 Each rule produces at most one :class:`Finding`; ``where`` is the layer where the symptom is
-most extreme. Ratios are used wherever possible so that a summed loss (gradients ``N×`` larger)
-or a huge parameter count does not change a verdict.
+most extreme. Ratios are used wherever possible, so that a summed loss (every gradient ``N×``
+larger), a model's size or its input scale does not change a verdict; a ratio rule must hold on
+at least a quarter of the steps (or samples), so one spike does not fire it and a network that
+has stalled everywhere after a bad start still does.
 
-=============  ==========================================================  ===================
-kind           fires when                                                  source
-=============  ==========================================================  ===================
-nonfinite      the loss or any gradient entry is inf/nan at some step      course, chapter 3
-vanishing      median over steps of ``‖g_first‖/‖g_last‖ < 1e-3`` (weight  course rule
-               layers, input side first), or median over samples of        (``gradpath.
-               output RMS last/first layer ``< 1e-3``                      diagnosis``, ch. 2,
-                                                                           6)
-exploding      ``‖g_first‖/‖g_last‖ > 1e3``, or output RMS last/first      course rule (ch. 3,
-               ``> 1e3``, or the global norm grows ``> 1e3×`` over the     6)
-               run (max over its value at the first step)
-dead_units     more than 50% of a ReLU module's units output 0 for every   course, chapter 5
-               example of the batch (at the last sample)
-saturation     more than 50% of a sigmoid/tanh module's outputs have       course, chapters 2,
-               ``f'(z) < 1%`` of its maximum (median over samples)         5, 6
-update_ratio   median ``‖ΔW‖/‖W‖`` per step is below ``1e-5`` (or above    Karpathy (makemore
-               ``1e-1``) in more than half of the weight layers; healthy   part 3), CS231n
-               training sits near ``1e-3``
-clipping       more than half of the sampled steps were clipped; the       Deep Learning
-               threshold is best near the 90th percentile of unclipped     Tuning Playbook
-               norms
-loss_scale     float16 gradients/activations and more than 50% of a        Micikevicius et al.
-               weight layer's gradient entries exactly zero, with no       2018; PyTorch AMP
-               ``GradScaler`` or a scale at or below 1 (underflow); or a
-               ``GradScaler`` skipping more than half the steps
-=============  ==========================================================  ===================
+============  ==================================================  ===========  =================
+kind          fires when                                          threshold    source
+============  ==================================================  ===========  =================
+nonfinite     the loss or a gradient entry is inf/nan             any          course, ch. 3
+              (``torch.isfinite`` on the tensors; with a
+              GradScaler, the loss only)
+vanishing     ``‖∂L/∂W‖`` of the input-side weight layer over     ``< 1e-3``   course rule
+              that of the output-side one; or output RMS of the   on ≥ 25%     (``gradpath.
+              last weight layer over the first's                  of steps     diagnosis``),
+                                                                               ch. 2 and 6
+exploding     the same ratios; or the global gradient norm's      ``> 1e3``    course rule,
+              growth over the run; or, in a ReLU ``nn.RNN``,                   ch. 3 and 6;
+              the hidden state's RMS at the last time step over                Pascanu et al.
+              the first                                                        (2013)
+dead_units    share of a ReLU module's units that output 0 for    ``> 50%``    course, ch. 5
+              every example of the batch (last sample)
+saturation    share of a sigmoid/tanh module's outputs where      ``> 50%``    course, ch. 2,
+              ``f'(z)`` is below 1% of its maximum (median of                  5, 6
+              samples)
+update_ratio  ``‖ΔW‖/‖W‖`` per step (median of samples) outside   ``1e-5``,    CS231n notes
+              the band in more than half of the weight layers;    ``1e-1``     ("want ~1e-3"),
+              healthy training sits near ``1e-3``                              Karpathy's
+                                                                               makemore part 3
+clipping      share of sampled steps clipped; the threshold is    ``> 50%``,   Deep Learning
+              best near the 90th percentile of unclipped norms    90th pct.    Tuning Playbook
+loss_scale    float16 in use and a weight layer's share of        ``> 50%``    Micikevicius et
+              exactly-zero gradient entries, without a                         al. (2018);
+              GradScaler or with its scale at or below 1; or a                 PyTorch AMP
+              GradScaler skipping more than half the steps                     docs
+============  ==================================================  ===========  =================
 
-The thresholds are module constants (``VANISHING_RATIO``, ``UPDATE_RATIO_LOW``...).
+The thresholds are module constants (``VANISHING_RATIO``, ``SUSTAINED``, ``DEAD_LIMIT``,
+``SATURATION_LIMIT``, ``UPDATE_RATIO_LOW``/``HIGH``, ``CLIPPED_LIMIT``, ``ZERO_GRADIENT_LIMIT``,
+``SKIPPED_LIMIT``). Dead and saturated fractions need the activation as a module (``nn.ReLU``,
+``nn.Sigmoid``, ``nn.Tanh``): an activation called as a function is invisible to hooks, so for a
+model without such modules dead units are looked for in the inputs of the weight layers instead.
+A parameter shared by two modules (tied embeddings) belongs to the first that registers it.
 """
 
 from __future__ import annotations
@@ -91,6 +110,7 @@ import copy
 import html
 import io
 import math
+import textwrap
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -175,8 +195,12 @@ class Finding:
     def __str__(self) -> str:
         place = f"'{self.where}'" if self.where else "the whole model"
         at = f" at step {self.step}" if self.step is not None else ""
-        return (f"[{self.kind}] at {place}{at}\n    evidence: {self.evidence}\n"
-                f"    fix:      {self.fix}\n    learn why: {self.chapter}")
+        lines = [f"[{self.kind}] at {place}{at}"]
+        for label, text in (("evidence", self.evidence), ("fix", self.fix),
+                            ("learn why", self.chapter)):
+            lines.append(textwrap.fill(text, width=100, initial_indent=f"  {label + ':':<11}",
+                                       subsequent_indent=" " * 13, break_on_hyphens=False))
+        return "\n".join(lines)
 
 
 @dataclass
