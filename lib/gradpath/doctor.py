@@ -193,7 +193,7 @@ class Finding:
     step: int | None = None
 
     def __str__(self) -> str:
-        place = f"'{self.where}'" if self.where else "the whole model"
+        place = _display(self.where) if self.where else "the whole model"
         at = f" at step {self.step}" if self.step is not None else ""
         lines = [f"[{self.kind}] at {place}{at}"]
         for label, text in (("evidence", self.evidence), ("fix", self.fix),
@@ -286,7 +286,8 @@ class Report:
         rows = []
         for j, name in enumerate(self.layers):
             rows.append({
-                "layer": name, "type": self.layer_types[j], "params": self.layer_sizes[j],
+                "layer": name or "(model)", "type": self.layer_types[j],
+                "params": self.layer_sizes[j],
                 "grad_norm": _nanmedian(self.gradient_norms[finite, j]),
                 "update_ratio": _nanmedian(self.update_ratio[:, j]),
                 "output_rms": _nanmedian(self.activation_rms[:, j]),
@@ -330,12 +331,20 @@ class Report:
         norms = self.gradient_norms.T.copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.where(np.isfinite(norms) & (norms > 0), np.log10(norms), np.nan)
-        image = left.imshow(np.ma.masked_invalid(logs), aspect="auto", interpolation="nearest",
-                            cmap="viridis", origin="upper")
-        fig.colorbar(image, ax=left, label="log10 ‖∂L/∂W‖", fraction=0.05, pad=0.02)
         n = len(self.layers)
-        ticks = list(range(n)) if n <= 12 else list(np.linspace(0, n - 1, 12).astype(int))
-        left.set_yticks(ticks, [self.layers[i] for i in ticks], fontsize=7)
+        shown = logs[np.isfinite(logs)]
+        if n and shown.size:
+            low, high = float(shown.min()), float(shown.max())
+            if high - low < 1e-9:
+                low, high = low - 0.5, high + 0.5
+            image = left.imshow(np.ma.masked_invalid(logs), aspect="auto", cmap="viridis",
+                                interpolation="nearest", origin="upper", vmin=low, vmax=high)
+            fig.colorbar(image, ax=left, label="log10 ‖∂L/∂W‖", fraction=0.05, pad=0.02)
+            ticks = list(range(n)) if n <= 12 else list(np.linspace(0, n - 1, 12).astype(int))
+            left.set_yticks(ticks, [self.layers[i] or "(model)" for i in ticks], fontsize=7)
+        else:
+            left.text(0.5, 0.5, "no finite gradient norm of a weight matrix", ha="center",
+                      va="center", transform=left.transAxes, color="0.4")
         left.set_xlabel("step")
         left.set_title("gradient norm per layer", fontsize=10)
         for step in {self.first_nonfinite_loss_step, self.first_nonfinite_gradient_step}:
@@ -418,6 +427,11 @@ class Report:
         return self.to_html()
 
 
+def _display(name: str) -> str:
+    """A module's name as the report prints it: quoted, and "(model)" for the model itself."""
+    return f"'{name}'" if name else "(model)"
+
+
 def _fmt(value: object) -> str:
     if not isinstance(value, (float, int)) or isinstance(value, bool):
         return str(value)
@@ -464,6 +478,7 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
     found: list[Finding] = []
     finite = _finite_steps(report)
     layers = report.layers
+    shown = [_display(n) for n in layers]          # evidence names the model itself "(model)"
 
     def add(kind: str, where: str, evidence: str, fix: str, step: int | None = None) -> None:
         found.append(Finding(kind, where, evidence, fix, CHAPTERS[kind], step))
@@ -483,8 +498,8 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             hits = ratios[ratios < limit] if low else ratios[ratios > limit]
             if ratios.size and hits.size >= SUSTAINED * ratios.size:
                 bucket.append((layers[first], (
-                    f"the gradient norm of '{layers[first]}' (input side) is {word} {limit:g}× "
-                    f"that of '{layers[last]}' (output side) on {hits.size} of {ratios.size} "
+                    f"the gradient norm of {shown[first]} (input side) is {word} {limit:g}× "
+                    f"that of {shown[last]} (output side) on {hits.size} of {ratios.size} "
                     f"steps (median there {np.median(hits):.2e}×, over the run "
                     f"{np.median(ratios):.2e}×); rule: {word} {limit:g} on at least "
                     f"{SUSTAINED:.0%} of the steps")))
@@ -512,20 +527,20 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             where = layers[measured[k + 1]]
             bucket.append((where, (
                 f"the forward signal {'fades' if low else 'grows'}: output RMS {b:.2e} at "
-                f"'{layers[measured[-1]]}' vs {a:.2e} at '{layers[measured[0]]}' "
+                f"{shown[measured[-1]]} vs {a:.2e} at {shown[measured[0]]} "
                 f"(×{per_layer:.3g} per layer; the {'smallest' if low else 'largest'} gain, "
-                f"×{gains[k]:.3g}, at '{where}'), on {hit.size} of {rows.size} samples; rule: "
-                f"ratio {'below' if low else 'above'} {limit:g} on at least {SUSTAINED:.0%} "
-                "of them")))
+                f"×{gains[k]:.3g}, at {_display(where)}), on {hit.size} of {rows.size} "
+                f"samples; rule: ratio {'below' if low else 'above'} {limit:g} on at least "
+                f"{SUSTAINED:.0%} of them")))
     for module, values in report.time_growth.items():
         seen = np.asarray(values, dtype=float)
         seen = seen[~np.isnan(seen)]
         hits = seen[seen > EXPLODING_RATIO]
         if seen.size and hits.size >= SUSTAINED * seen.size:
             exploding.insert(0, (module, (
-                f"the hidden state of '{module}' grows through time: its RMS at the last step is "
-                f"{np.median(hits):.2e}× that at the first (on {hits.size} of {seen.size} "
-                f"samples); in a recurrent net depth is sequence length; rule: above "
+                f"the hidden state of {_display(module)} grows through time: its RMS at the "
+                f"last step is {np.median(hits):.2e}× that at the first (on {hits.size} of "
+                f"{seen.size} samples); in a recurrent net depth is sequence length; rule: above "
                 f"{EXPLODING_RATIO:g} on at least {SUSTAINED:.0%} of the samples")))
     steps_ok = np.flatnonzero(finite & (report.global_norm > 0))
     if steps_ok.size >= 2:
@@ -577,20 +592,20 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
     dead = {m: v for m, v in last_dead.items() if v > DEAD_LIMIT}
     if dead:
         worst = max(dead, key=lambda m: dead[m])
-        others = ", ".join(f"'{m}' {v:.0%}" for m, v in dead.items() if m != worst)
+        others = ", ".join(f"{_display(m)} {v:.0%}" for m, v in dead.items() if m != worst)
         add("dead_units", worst, (
-            f"{dead[worst]:.0%} of the units of '{worst}' output 0 for every example of the batch "
-            f"(step {report.sample_steps[-1]})" + (f"; also {others}" if others else "")
-            + f"; rule: above {DEAD_LIMIT:.0%}"),
+            f"{dead[worst]:.0%} of the units of {_display(worst)} output 0 for every example "
+            f"of the batch (step {report.sample_steps[-1]})"
+            + (f"; also {others}" if others else "") + f"; rule: above {DEAD_LIMIT:.0%}"),
             "lower the learning rate, use He initialization with zero biases, or use an "
             "activation that keeps a gradient below zero (Leaky ReLU, GELU)")
     sat = {m: _nanmedian(np.asarray(v)) for m, v in report.saturated.items()}
     sat = {m: v for m, v in sat.items() if v > SATURATION_LIMIT}
     if sat:
         worst = max(sat, key=lambda m: sat[m])
-        others = ", ".join(f"'{m}' {v:.0%}" for m, v in sat.items() if m != worst)
+        others = ", ".join(f"{_display(m)} {v:.0%}" for m, v in sat.items() if m != worst)
         add("saturation", worst, (
-            f"{sat[worst]:.0%} of the outputs of '{worst}' sit where f'(z) is below "
+            f"{sat[worst]:.0%} of the outputs of {_display(worst)} sit where f'(z) is below "
             f"{SATURATION_DERIVATIVE:.0%} of its maximum (median over samples)"
             + (f"; also {others}" if others else "")
             + f"; rule: above {SATURATION_LIMIT:.0%}"),
@@ -610,16 +625,15 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             add("update_ratio", worst, (
                 f"the update-to-data ratio ‖ΔW‖/‖W‖ per step is above {UPDATE_RATIO_HIGH:g} in "
                 f"{len(too_high)} of {len(medians_u)} weight layers (highest "
-                f"{too_high[worst]:.2e} at '{worst}', median over samples); healthy training "
-                f"sits near "
-                f"{UPDATE_RATIO_TYPICAL:g}"),
+                f"{too_high[worst]:.2e} at {_display(worst)}, median over samples); healthy "
+                f"training sits near {UPDATE_RATIO_TYPICAL:g}"),
                 "lower the learning rate (each step rewrites a large part of the weights)")
         elif len(too_low) > half:
             worst = min(too_low, key=lambda k: too_low[k])
             add("update_ratio", worst, (
                 f"the update-to-data ratio ‖ΔW‖/‖W‖ per step is below {UPDATE_RATIO_LOW:g} in "
                 f"{len(too_low)} of {len(medians_u)} weight layers (lowest {too_low[worst]:.2e} at "
-                f"'{worst}', median over samples); healthy training sits near "
+                f"{_display(worst)}, median over samples); healthy training sits near "
                 f"{UPDATE_RATIO_TYPICAL:g}"),
                 "raise the learning rate, or fix the vanishing gradient that starves these "
                 "layers (the weights barely move)")
@@ -635,7 +649,7 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             how = ("without a GradScaler" if not has_scaler
                    else f"with the GradScaler's scale down to {scale_now:g}")
             add("loss_scale", layers[worst_j], (
-                f"{med[worst_j]:.0%} of the gradient entries of '{layers[worst_j]}' are exactly "
+                f"{med[worst_j]:.0%} of the gradient entries of {shown[worst_j]} are exactly "
                 f"zero in float16 {how}: they underflowed (float16's smallest positive value is "
                 f"6e-8); rule: above {ZERO_GRADIENT_LIMIT:.0%}"),
                 "scale the loss with torch.amp.GradScaler (or train in bfloat16, whose range is "
