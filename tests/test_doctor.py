@@ -726,3 +726,15 @@ def test_lazy_modules_must_run_once_first() -> None:
         Doctor(lazy)
     lazy(torch.randn(2, 3))
     Doctor(lazy).detach()
+
+
+def test_a_step_with_two_forward_calls_is_searched_in_full() -> None:
+    # The first call is finite, the second overflows in 'blow': the loss must not be blamed.
+    model = nn.Sequential(OrderedDict(fc0=nn.Linear(32, 64), blow=_Exp(), fc1=nn.Linear(64, 10)))
+    doctor = Doctor(model)
+    x, y = _batch()
+    loss = CE(model(0.01 * x), y) + CE(model(1000.0 * x), y)
+    loss.backward()
+    doctor.step(loss)
+    [finding] = doctor.report().by_kind("nonfinite")
+    assert finding.where == "blow" and "forward output of 'blow'" in finding.evidence

@@ -824,9 +824,11 @@ class Doctor:
             inputs, the random state and ``∂L/∂output`` until :meth:`step`). Default ``True``.
 
     Raises:
-        TypeError: if ``model`` is not an ``nn.Module``.
-        ValueError: if it has no trainable parameter, if an optimizer does not hold any of its
-            parameters, or for a non-positive ``sample_every``/``sync_every``.
+        TypeError: if ``model`` is not an ``nn.Module``, ``optimizer`` not a
+            ``torch.optim.Optimizer`` or ``scaler`` not a GradScaler.
+        ValueError: if the model has no trainable parameter or lazy ones not yet initialized,
+            if the optimizer holds none of its parameters, or for a non-positive
+            ``sample_every``/``sync_every``.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -1572,8 +1574,11 @@ class Doctor:
                         "non-finite gradients, the one nearest the output)"}
 
     def _rerun(self, calls: list[_Call], loss_bad: bool) -> dict[str, Any] | None:
+        """Re-run the failing step's forward calls, then their backward, with checks on; return
+        the first non-finite value found (``None`` if the re-run finds none)."""
         model = self.model
         names = {id(m): n for n, m in model.named_modules()}
+        runs: list[tuple[_Call, list[dict[str, Any]], list[torch.Tensor], list[torch.Tensor]]] = []
         with self._restoring():
             for call in calls:
                 for t in _tensors((call.args, call.kwargs)):
@@ -1581,82 +1586,97 @@ class Doctor:
                         return {"where": "input", "phase": "input",
                                 "what": f"the batch passed to the model holds "
                                         f"{_describe_nonfinite(t)} (re-ran the step)"}
+            # 1. Every forward call of the step, in order, each with its own random state.
+            for call in calls:
                 _set_rng(call.rng)
                 events: list[dict[str, Any]] = []
-                handles: list[Any] = []
-
-                def forward_check(module: nn.Module, inputs: Any, output: Any,
-                                  events: list[dict[str, Any]] = events) -> None:
-                    name = names.get(id(module), "?")
-                    for t in _tensors(output):
-                        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                            if not any(e["phase"] == "forward" for e in events):
-                                events.append({"where": name, "phase": "forward",
-                                               "what": f"the forward output of '{name}'"
-                                                       f" ({type(module).__name__}) holds "
-                                                       f"{_describe_nonfinite(t)}"})
-                            break
-                    for x in _tensors(inputs):
-                        if x.requires_grad:
-                            def check(grad: torch.Tensor, name: str = name,
-                                      module: nn.Module = module,
-                                      events: list[dict[str, Any]] = events) -> None:
-                                if not bool(torch.isfinite(grad).all()) and not any(
-                                        e["phase"] in ("backward", "parameter") for e in events):
-                                    events.append({
-                                        "where": name, "phase": "backward",
-                                        "what": f"the gradient that '{name}' "
-                                                f"({type(module).__name__}) passes back to its "
-                                                f"input holds {_describe_nonfinite(grad)}, while "
-                                                "the gradient reaching its output is finite"})
-                            x.register_hook(check)
-
-                for module in model.modules():
-                    handles.append(module.register_forward_hook(forward_check))
-                params = [p for p in self._params]
-                for p, pname, owner in zip(params, self._param_names, self._param_owner,
-                                           strict=True):
-                    def pcheck(grad: torch.Tensor, pname: str = pname, owner: str = owner,
-                               events: list[dict[str, Any]] = events) -> None:
-                        if not bool(torch.isfinite(grad).all()) and not any(
-                                e["phase"] in ("backward", "parameter") for e in events):
-                            events.append({"where": owner, "phase": "parameter",
-                                           "what": f"the gradient of '{pname}' holds "
-                                                   f"{_describe_nonfinite(grad)} while every "
-                                                   "gradient before it in the backward pass "
-                                                   "is finite"})
-                    handles.append(p.register_hook(pcheck))
+                handles = [module.register_forward_hook(self._forward_check(names, events))
+                           for module in model.modules()]
                 try:
                     args = tuple(a.detach().requires_grad_(True)
                                  if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                                  for a in call.args)
                     with torch.enable_grad():
                         output = model(*args, **call.kwargs)
-                    forward = [e for e in events if e["phase"] == "forward"]
-                    if forward:
-                        return {**forward[0], "what": forward[0]["what"] + " (re-ran the step)"}
-                    outs = [t for t in _tensors(output) if t.requires_grad]
-                    if loss_bad:
-                        return {"where": "loss", "phase": "loss",
-                                "what": "every module's output is finite but the loss is not: "
-                                        "the loss function overflows (re-ran the step)"}
-                    if len(call.out_grads) != len(outs) or not outs:
-                        continue
-                    out_grads = [call.out_grads[k] for k in range(len(outs))]
-                    if any(not bool(torch.isfinite(g).all()) for g in out_grads):
-                        return {"where": "loss", "phase": "loss",
-                                "what": "the gradient of the loss with respect to the model's "
-                                        "output is non-finite (re-ran the step)"}
-                    leaves = [p for p in params] + [a for a in args if isinstance(a, torch.Tensor)
-                                                    and a.requires_grad]
-                    torch.autograd.grad(outs, leaves, grad_outputs=out_grads, allow_unused=True)
-                    backward = [e for e in events if e["phase"] in ("backward", "parameter")]
-                    if backward:
-                        return {**backward[0], "what": backward[0]["what"] + " (re-ran the step)"}
                 finally:
                     for handle in handles:
                         handle.remove()
+                forward = [e for e in events if e["phase"] == "forward"]
+                if forward:
+                    return {**forward[0], "what": forward[0]["what"] + " (re-ran the step)"}
+                inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+                runs.append((call, events, inputs,
+                             [t for t in _tensors(output) if t.requires_grad]))
+            if loss_bad:
+                return {"where": "loss", "phase": "loss",
+                        "what": "every module's output is finite but the loss is not: the loss "
+                                "function overflows (re-ran the step)"}
+            # 2. Their backward, from the gradient the loss sent into each output.
+            for call, events, inputs, outs in runs:
+                if not outs or len(call.out_grads) != len(outs):
+                    continue
+                out_grads = [call.out_grads[k] for k in range(len(outs))]
+                if any(not bool(torch.isfinite(g).all()) for g in out_grads):
+                    return {"where": "loss", "phase": "loss",
+                            "what": "the gradient of the loss with respect to the model's output "
+                                    "is non-finite (re-ran the step)"}
+                handles = [p.register_hook(self._parameter_check(pname, owner, events))
+                           for p, pname, owner in zip(self._params, self._param_names,
+                                                      self._param_owner, strict=True)]
+                try:
+                    # autograd.grad returns the gradients instead of adding them to .grad.
+                    torch.autograd.grad(outs, list(self._params) + inputs,
+                                        grad_outputs=out_grads, allow_unused=True)
+                finally:
+                    for handle in handles:
+                        handle.remove()
+                backward = [e for e in events if e["phase"] in ("backward", "parameter")]
+                if backward:
+                    return {**backward[0], "what": backward[0]["what"] + " (re-ran the step)"}
         return None
+
+    @staticmethod
+    def _forward_check(names: dict[int, str], events: list[dict[str, Any]]
+                       ) -> Callable[[nn.Module, Any, Any], None]:
+        """A forward hook that records the first non-finite module output, and hooks each
+        module's inputs so the backward records the first module that passes back inf/nan."""
+        def backward_done() -> bool:
+            return any(e["phase"] in ("backward", "parameter") for e in events)
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            name = names.get(id(module), "?")
+            if not any(e["phase"] == "forward" for e in events):
+                for t in _tensors(output):
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        events.append({"where": name, "phase": "forward",
+                                       "what": f"the forward output of {_display(name)} "
+                                               f"({type(module).__name__}) holds "
+                                               f"{_describe_nonfinite(t)}"})
+                        break
+            for x in _tensors(inputs):
+                if x.requires_grad:
+                    def check(grad: torch.Tensor, name: str = name,
+                              kind: str = type(module).__name__) -> None:
+                        if not backward_done() and not bool(torch.isfinite(grad).all()):
+                            events.append({
+                                "where": name, "phase": "backward",
+                                "what": f"the gradient that {_display(name)} ({kind}) passes "
+                                        f"back to its input holds {_describe_nonfinite(grad)}, "
+                                        "while the gradient reaching its output is finite"})
+                    x.register_hook(check)
+        return hook
+
+    @staticmethod
+    def _parameter_check(pname: str, owner: str, events: list[dict[str, Any]]
+                         ) -> Callable[[torch.Tensor], None]:
+        def check(grad: torch.Tensor) -> None:
+            if not any(e["phase"] in ("backward", "parameter") for e in events) and \
+                    not bool(torch.isfinite(grad).all()):
+                events.append({"where": owner, "phase": "parameter",
+                               "what": f"the gradient of '{pname}' holds "
+                                       f"{_describe_nonfinite(grad)} while every gradient before "
+                                       "it in the backward pass is finite"})
+        return check
 
     @contextmanager
     def _restoring(self) -> Iterator[None]:
