@@ -675,3 +675,66 @@ def test_benchmark_measures_a_ratio() -> None:
                      rounds=2, steps=3, warmup=1)
     assert result.ratio > 0 and result.bare_ms > 0
     assert "| tiny |" in format_table([result])
+
+
+def test_the_device_path_gives_the_cpu_path_report() -> None:
+    # On a GPU the doctor keeps its measurements on the device and moves them in one transfer per
+    # step; force that path on the CPU and compare with the direct one.
+    x, y = _batch()
+    torch.manual_seed(2)
+    model = _mlp(nn.ReLU, depth=4)
+    twin = copy.deepcopy(model)
+    direct = _train(model, x, y, steps=4, clip=0.5)
+    opt = torch.optim.SGD(twin.parameters(), lr=0.05)
+    with Doctor(twin, opt, sample_every=1) as doctor:
+        doctor._on_cpu = False
+        for _ in range(4):
+            opt.zero_grad(set_to_none=True)
+            loss = CE(twin(x), y)
+            loss.backward()
+            doctor.step(loss)
+            nn.utils.clip_grad_norm_(twin.parameters(), 0.5)
+            opt.step()
+        device_path = doctor.report()
+    for name in ("gradient_norms", "update_ratio", "activation_rms", "optimizer_norm", "loss"):
+        np.testing.assert_allclose(getattr(device_path, name), getattr(direct, name), rtol=1e-5)
+    assert device_path.dead == direct.dead
+    assert device_path.kinds() == direct.kinds()
+
+
+def test_models_without_weight_matrices_and_single_layers(recwarn: pytest.WarningsRecorder
+                                                          ) -> None:
+    norm = nn.LayerNorm(4)
+    doctor = Doctor(norm)
+    norm(torch.randn(3, 4)).sum().backward()
+    doctor.step(torch.tensor(1.0))
+    report = doctor.report()
+    assert report.layers == [] and report.healthy
+    report.figure()
+    linear = nn.Linear(4, 2)
+    opt = torch.optim.SGD(linear.parameters(), lr=1e-3)
+    single = _train(linear, torch.randn(3, 4), torch.randint(0, 2, (3,)), steps=1, optimizer=opt)
+    assert single.layers == [""]                      # the model itself is its only layer
+    assert "(model)" in str(single)
+    single.figure()
+    assert not [w for w in recwarn if "matplotlib" in str(w.filename) or "ylim" in str(w.message)]
+
+
+def test_lazy_modules_must_run_once_first() -> None:
+    lazy = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="run one forward pass before attaching"):
+        Doctor(lazy)
+    lazy(torch.randn(2, 3))
+    Doctor(lazy).detach()
+
+
+def test_a_step_with_two_forward_calls_is_searched_in_full() -> None:
+    # The first call is finite, the second overflows in 'blow': the loss must not be blamed.
+    model = nn.Sequential(OrderedDict(fc0=nn.Linear(32, 64), blow=_Exp(), fc1=nn.Linear(64, 10)))
+    doctor = Doctor(model)
+    x, y = _batch()
+    loss = CE(model(0.01 * x), y) + CE(model(1000.0 * x), y)
+    loss.backward()
+    doctor.step(loss)
+    [finding] = doctor.report().by_kind("nonfinite")
+    assert finding.where == "blow" and "forward output of 'blow'" in finding.evidence

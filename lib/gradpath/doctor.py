@@ -40,48 +40,67 @@ entries is: for float16/bfloat16/float32 tensors the float64 sum of squares of f
 cannot overflow, so a non-finite float64 norm means a non-finite entry; float64 gradients are
 checked with :func:`torch.isfinite` directly.
 
+Cost: per step, one fused pass over the gradients (``torch._foreach_norm``) and one transfer to
+the host; on a sampled step, hooks on every layer and a copy of the weight matrices before
+``optimizer.step()`` (the copy is kept between samples: memory equal to the weights), which is
+why sampling defaults to every 50 steps. ``python -m gradpath.book.doctor_bench`` measures the
+overhead against the same loop without the doctor.
+
 Non-finite localisation: at the first step whose loss or gradient is non-finite, the doctor
 re-runs that step's forward (same weights, inputs and random state) with a finiteness check on
 every module's output, then its backward from the same output gradient with a check on every
 gradient as it is produced, and names the first module whose forward output or backward gradient
 is inf/nan. It costs nothing on finite steps (``torch.autograd.detect_anomaly`` slows every step
 two- to fifty-fold). Buffers (BatchNorm statistics), ``.grad`` fields and the random state are
-restored afterwards.
+restored afterwards. To make the re-run possible the doctor keeps, until :meth:`Doctor.step`,
+references to the step's inputs and to ``∂L/∂output`` (``localise=False`` turns this off; the
+culprit is then located from the gradient norms alone).
 
 The rules
 ---------
 Each rule produces at most one :class:`Finding`; ``where`` is the layer where the symptom is
-most extreme. Ratios are used wherever possible so that a summed loss (gradients ``N×`` larger)
-or a huge parameter count does not change a verdict.
+most extreme. Ratios are used wherever possible, so that a summed loss (every gradient ``N×``
+larger), a model's size or its input scale does not change a verdict; a ratio rule must hold on
+at least a quarter of the steps (or samples), so one spike does not fire it and a network that
+has stalled everywhere after a bad start still does.
 
-=============  ==========================================================  ===================
-kind           fires when                                                  source
-=============  ==========================================================  ===================
-nonfinite      the loss or any gradient entry is inf/nan at some step      course, chapter 3
-vanishing      median over steps of ``‖g_first‖/‖g_last‖ < 1e-3`` (weight  course rule
-               layers, input side first), or median over samples of        (``gradpath.
-               output RMS last/first layer ``< 1e-3``                      diagnosis``, ch. 2,
-                                                                           6)
-exploding      ``‖g_first‖/‖g_last‖ > 1e3``, or output RMS last/first      course rule (ch. 3,
-               ``> 1e3``, or the global norm grows ``> 1e3×`` over the     6)
-               run (max over its value at the first step)
-dead_units     more than 50% of a ReLU module's units output 0 for every   course, chapter 5
-               example of the batch (at the last sample)
-saturation     more than 50% of a sigmoid/tanh module's outputs have       course, chapters 2,
-               ``f'(z) < 1%`` of its maximum (median over samples)         5, 6
-update_ratio   median ``‖ΔW‖/‖W‖`` per step is below ``1e-5`` (or above    Karpathy (makemore
-               ``1e-1``) in more than half of the weight layers; healthy   part 3), CS231n
-               training sits near ``1e-3``
-clipping       more than half of the sampled steps were clipped; the       Deep Learning
-               threshold is best near the 90th percentile of unclipped     Tuning Playbook
-               norms
-loss_scale     float16 gradients/activations and more than 50% of a        Micikevicius et al.
-               weight layer's gradient entries exactly zero, with no       2018; PyTorch AMP
-               ``GradScaler`` or a scale at or below 1 (underflow); or a
-               ``GradScaler`` skipping more than half the steps
-=============  ==========================================================  ===================
+============  ==================================================  ===========  =================
+kind          fires when                                          threshold    source
+============  ==================================================  ===========  =================
+nonfinite     the loss or a gradient entry is inf/nan             any          course, ch. 3
+              (``torch.isfinite`` on the tensors; with a
+              GradScaler, the loss only)
+vanishing     ``‖∂L/∂W‖`` of the input-side weight layer over     ``< 1e-3``   course rule
+              that of the output-side one; or output RMS of the   on ≥ 25%     (``gradpath.
+              last weight layer over the first's                  of steps     diagnosis``),
+                                                                               ch. 2 and 6
+exploding     the same ratios; or the global gradient norm's      ``> 1e3``    course rule,
+              growth over the run; or, in a ReLU ``nn.RNN``,                   ch. 3 and 6;
+              the hidden state's RMS at the last time step over                Pascanu et al.
+              the first                                                        (2013)
+dead_units    share of a ReLU module's units that output 0 for    ``> 50%``    course, ch. 5
+              every example of the batch (last sample)
+saturation    share of a sigmoid/tanh module's outputs where      ``> 50%``    course, ch. 2,
+              ``f'(z)`` is below 1% of its maximum (median of                  5, 6
+              samples)
+update_ratio  ``‖ΔW‖/‖W‖`` per step (median of samples) outside   ``1e-5``,    CS231n notes
+              the band in more than half of the weight layers;    ``1e-1``     ("want ~1e-3"),
+              healthy training sits near ``1e-3``                              Karpathy's
+                                                                               makemore part 3
+clipping      share of sampled steps clipped; the threshold is    ``> 50%``,   Deep Learning
+              best near the 90th percentile of unclipped norms    90th pct.    Tuning Playbook
+loss_scale    float16 in use and a weight layer's share of        ``> 50%``    Micikevicius et
+              exactly-zero gradient entries, without a                         al. (2018);
+              GradScaler or with its scale at or below 1; or a                 PyTorch AMP
+              GradScaler skipping more than half the steps                     docs
+============  ==================================================  ===========  =================
 
-The thresholds are module constants (``VANISHING_RATIO``, ``UPDATE_RATIO_LOW``...).
+The thresholds are module constants (``VANISHING_RATIO``, ``SUSTAINED``, ``DEAD_LIMIT``,
+``SATURATION_LIMIT``, ``UPDATE_RATIO_LOW``/``HIGH``, ``CLIPPED_LIMIT``, ``ZERO_GRADIENT_LIMIT``,
+``SKIPPED_LIMIT``). Dead and saturated fractions need the activation as a module (``nn.ReLU``,
+``nn.Sigmoid``, ``nn.Tanh``): an activation called as a function is invisible to hooks, so for a
+model without such modules dead units are looked for in the inputs of the weight layers instead.
+A parameter shared by two modules (tied embeddings) belongs to the first that registers it.
 """
 
 from __future__ import annotations
@@ -91,6 +110,7 @@ import copy
 import html
 import io
 import math
+import textwrap
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -173,10 +193,14 @@ class Finding:
     step: int | None = None
 
     def __str__(self) -> str:
-        place = f"'{self.where}'" if self.where else "the whole model"
+        place = _display(self.where) if self.where else "the whole model"
         at = f" at step {self.step}" if self.step is not None else ""
-        return (f"[{self.kind}] at {place}{at}\n    evidence: {self.evidence}\n"
-                f"    fix:      {self.fix}\n    learn why: {self.chapter}")
+        lines = [f"[{self.kind}] at {place}{at}"]
+        for label, text in (("evidence", self.evidence), ("fix", self.fix),
+                            ("learn why", self.chapter)):
+            lines.append(textwrap.fill(text, width=100, initial_indent=f"  {label + ':':<11}",
+                                       subsequent_indent=" " * 13, break_on_hyphens=False))
+        return "\n".join(lines)
 
 
 @dataclass
@@ -262,7 +286,8 @@ class Report:
         rows = []
         for j, name in enumerate(self.layers):
             rows.append({
-                "layer": name, "type": self.layer_types[j], "params": self.layer_sizes[j],
+                "layer": name or "(model)", "type": self.layer_types[j],
+                "params": self.layer_sizes[j],
                 "grad_norm": _nanmedian(self.gradient_norms[finite, j]),
                 "update_ratio": _nanmedian(self.update_ratio[:, j]),
                 "output_rms": _nanmedian(self.activation_rms[:, j]),
@@ -306,12 +331,20 @@ class Report:
         norms = self.gradient_norms.T.copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.where(np.isfinite(norms) & (norms > 0), np.log10(norms), np.nan)
-        image = left.imshow(np.ma.masked_invalid(logs), aspect="auto", interpolation="nearest",
-                            cmap="viridis", origin="upper")
-        fig.colorbar(image, ax=left, label="log10 ‖∂L/∂W‖", fraction=0.05, pad=0.02)
         n = len(self.layers)
-        ticks = list(range(n)) if n <= 12 else list(np.linspace(0, n - 1, 12).astype(int))
-        left.set_yticks(ticks, [self.layers[i] for i in ticks], fontsize=7)
+        shown = logs[np.isfinite(logs)]
+        if n and shown.size:
+            low, high = float(shown.min()), float(shown.max())
+            if high - low < 1e-9:
+                low, high = low - 0.5, high + 0.5
+            image = left.imshow(np.ma.masked_invalid(logs), aspect="auto", cmap="viridis",
+                                interpolation="nearest", origin="upper", vmin=low, vmax=high)
+            fig.colorbar(image, ax=left, label="log10 ‖∂L/∂W‖", fraction=0.05, pad=0.02)
+            ticks = list(range(n)) if n <= 12 else list(np.linspace(0, n - 1, 12).astype(int))
+            left.set_yticks(ticks, [self.layers[i] or "(model)" for i in ticks], fontsize=7)
+        else:
+            left.text(0.5, 0.5, "no finite gradient norm of a weight matrix", ha="center",
+                      va="center", transform=left.transAxes, color="0.4")
         left.set_xlabel("step")
         left.set_title("gradient norm per layer", fontsize=10)
         for step in {self.first_nonfinite_loss_step, self.first_nonfinite_gradient_step}:
@@ -394,6 +427,11 @@ class Report:
         return self.to_html()
 
 
+def _display(name: str) -> str:
+    """A module's name as the report prints it: quoted, and "(model)" for the model itself."""
+    return f"'{name}'" if name else "(model)"
+
+
 def _fmt(value: object) -> str:
     if not isinstance(value, (float, int)) or isinstance(value, bool):
         return str(value)
@@ -440,6 +478,7 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
     found: list[Finding] = []
     finite = _finite_steps(report)
     layers = report.layers
+    shown = [_display(n) for n in layers]          # evidence names the model itself "(model)"
 
     def add(kind: str, where: str, evidence: str, fix: str, step: int | None = None) -> None:
         found.append(Finding(kind, where, evidence, fix, CHAPTERS[kind], step))
@@ -459,8 +498,8 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             hits = ratios[ratios < limit] if low else ratios[ratios > limit]
             if ratios.size and hits.size >= SUSTAINED * ratios.size:
                 bucket.append((layers[first], (
-                    f"the gradient norm of '{layers[first]}' (input side) is {word} {limit:g}× "
-                    f"that of '{layers[last]}' (output side) on {hits.size} of {ratios.size} "
+                    f"the gradient norm of {shown[first]} (input side) is {word} {limit:g}× "
+                    f"that of {shown[last]} (output side) on {hits.size} of {ratios.size} "
                     f"steps (median there {np.median(hits):.2e}×, over the run "
                     f"{np.median(ratios):.2e}×); rule: {word} {limit:g} on at least "
                     f"{SUSTAINED:.0%} of the steps")))
@@ -488,20 +527,20 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             where = layers[measured[k + 1]]
             bucket.append((where, (
                 f"the forward signal {'fades' if low else 'grows'}: output RMS {b:.2e} at "
-                f"'{layers[measured[-1]]}' vs {a:.2e} at '{layers[measured[0]]}' "
+                f"{shown[measured[-1]]} vs {a:.2e} at {shown[measured[0]]} "
                 f"(×{per_layer:.3g} per layer; the {'smallest' if low else 'largest'} gain, "
-                f"×{gains[k]:.3g}, at '{where}'), on {hit.size} of {rows.size} samples; rule: "
-                f"ratio {'below' if low else 'above'} {limit:g} on at least {SUSTAINED:.0%} "
-                "of them")))
+                f"×{gains[k]:.3g}, at {_display(where)}), on {hit.size} of {rows.size} "
+                f"samples; rule: ratio {'below' if low else 'above'} {limit:g} on at least "
+                f"{SUSTAINED:.0%} of them")))
     for module, values in report.time_growth.items():
         seen = np.asarray(values, dtype=float)
         seen = seen[~np.isnan(seen)]
         hits = seen[seen > EXPLODING_RATIO]
         if seen.size and hits.size >= SUSTAINED * seen.size:
             exploding.insert(0, (module, (
-                f"the hidden state of '{module}' grows through time: its RMS at the last step is "
-                f"{np.median(hits):.2e}× that at the first (on {hits.size} of {seen.size} "
-                f"samples); in a recurrent net depth is sequence length; rule: above "
+                f"the hidden state of {_display(module)} grows through time: its RMS at the "
+                f"last step is {np.median(hits):.2e}× that at the first (on {hits.size} of "
+                f"{seen.size} samples); in a recurrent net depth is sequence length; rule: above "
                 f"{EXPLODING_RATIO:g} on at least {SUSTAINED:.0%} of the samples")))
     steps_ok = np.flatnonzero(finite & (report.global_norm > 0))
     if steps_ok.size >= 2:
@@ -553,20 +592,20 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
     dead = {m: v for m, v in last_dead.items() if v > DEAD_LIMIT}
     if dead:
         worst = max(dead, key=lambda m: dead[m])
-        others = ", ".join(f"'{m}' {v:.0%}" for m, v in dead.items() if m != worst)
+        others = ", ".join(f"{_display(m)} {v:.0%}" for m, v in dead.items() if m != worst)
         add("dead_units", worst, (
-            f"{dead[worst]:.0%} of the units of '{worst}' output 0 for every example of the batch "
-            f"(step {report.sample_steps[-1]})" + (f"; also {others}" if others else "")
-            + f"; rule: above {DEAD_LIMIT:.0%}"),
+            f"{dead[worst]:.0%} of the units of {_display(worst)} output 0 for every example "
+            f"of the batch (step {report.sample_steps[-1]})"
+            + (f"; also {others}" if others else "") + f"; rule: above {DEAD_LIMIT:.0%}"),
             "lower the learning rate, use He initialization with zero biases, or use an "
             "activation that keeps a gradient below zero (Leaky ReLU, GELU)")
     sat = {m: _nanmedian(np.asarray(v)) for m, v in report.saturated.items()}
     sat = {m: v for m, v in sat.items() if v > SATURATION_LIMIT}
     if sat:
         worst = max(sat, key=lambda m: sat[m])
-        others = ", ".join(f"'{m}' {v:.0%}" for m, v in sat.items() if m != worst)
+        others = ", ".join(f"{_display(m)} {v:.0%}" for m, v in sat.items() if m != worst)
         add("saturation", worst, (
-            f"{sat[worst]:.0%} of the outputs of '{worst}' sit where f'(z) is below "
+            f"{sat[worst]:.0%} of the outputs of {_display(worst)} sit where f'(z) is below "
             f"{SATURATION_DERIVATIVE:.0%} of its maximum (median over samples)"
             + (f"; also {others}" if others else "")
             + f"; rule: above {SATURATION_LIMIT:.0%}"),
@@ -586,16 +625,15 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             add("update_ratio", worst, (
                 f"the update-to-data ratio ‖ΔW‖/‖W‖ per step is above {UPDATE_RATIO_HIGH:g} in "
                 f"{len(too_high)} of {len(medians_u)} weight layers (highest "
-                f"{too_high[worst]:.2e} at '{worst}', median over samples); healthy training "
-                f"sits near "
-                f"{UPDATE_RATIO_TYPICAL:g}"),
+                f"{too_high[worst]:.2e} at {_display(worst)}, median over samples); healthy "
+                f"training sits near {UPDATE_RATIO_TYPICAL:g}"),
                 "lower the learning rate (each step rewrites a large part of the weights)")
         elif len(too_low) > half:
             worst = min(too_low, key=lambda k: too_low[k])
             add("update_ratio", worst, (
                 f"the update-to-data ratio ‖ΔW‖/‖W‖ per step is below {UPDATE_RATIO_LOW:g} in "
                 f"{len(too_low)} of {len(medians_u)} weight layers (lowest {too_low[worst]:.2e} at "
-                f"'{worst}', median over samples); healthy training sits near "
+                f"{_display(worst)}, median over samples); healthy training sits near "
                 f"{UPDATE_RATIO_TYPICAL:g}"),
                 "raise the learning rate, or fix the vanishing gradient that starves these "
                 "layers (the weights barely move)")
@@ -611,7 +649,7 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             how = ("without a GradScaler" if not has_scaler
                    else f"with the GradScaler's scale down to {scale_now:g}")
             add("loss_scale", layers[worst_j], (
-                f"{med[worst_j]:.0%} of the gradient entries of '{layers[worst_j]}' are exactly "
+                f"{med[worst_j]:.0%} of the gradient entries of {shown[worst_j]} are exactly "
                 f"zero in float16 {how}: they underflowed (float16's smallest positive value is "
                 f"6e-8); rule: above {ZERO_GRADIENT_LIMIT:.0%}"),
                 "scale the loss with torch.amp.GradScaler (or train in bfloat16, whose range is "
@@ -786,9 +824,11 @@ class Doctor:
             inputs, the random state and ``∂L/∂output`` until :meth:`step`). Default ``True``.
 
     Raises:
-        TypeError: if ``model`` is not an ``nn.Module``.
-        ValueError: if it has no trainable parameter, if an optimizer does not hold any of its
-            parameters, or for a non-positive ``sample_every``/``sync_every``.
+        TypeError: if ``model`` is not an ``nn.Module``, ``optimizer`` not a
+            ``torch.optim.Optimizer`` or ``scaler`` not a GradScaler.
+        ValueError: if the model has no trainable parameter or lazy ones not yet initialized,
+            if the optimizer holds none of its parameters, or for a non-positive
+            ``sample_every``/``sync_every``.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -1534,8 +1574,11 @@ class Doctor:
                         "non-finite gradients, the one nearest the output)"}
 
     def _rerun(self, calls: list[_Call], loss_bad: bool) -> dict[str, Any] | None:
+        """Re-run the failing step's forward calls, then their backward, with checks on; return
+        the first non-finite value found (``None`` if the re-run finds none)."""
         model = self.model
         names = {id(m): n for n, m in model.named_modules()}
+        runs: list[tuple[_Call, list[dict[str, Any]], list[torch.Tensor], list[torch.Tensor]]] = []
         with self._restoring():
             for call in calls:
                 for t in _tensors((call.args, call.kwargs)):
@@ -1543,82 +1586,97 @@ class Doctor:
                         return {"where": "input", "phase": "input",
                                 "what": f"the batch passed to the model holds "
                                         f"{_describe_nonfinite(t)} (re-ran the step)"}
+            # 1. Every forward call of the step, in order, each with its own random state.
+            for call in calls:
                 _set_rng(call.rng)
                 events: list[dict[str, Any]] = []
-                handles: list[Any] = []
-
-                def forward_check(module: nn.Module, inputs: Any, output: Any,
-                                  events: list[dict[str, Any]] = events) -> None:
-                    name = names.get(id(module), "?")
-                    for t in _tensors(output):
-                        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                            if not any(e["phase"] == "forward" for e in events):
-                                events.append({"where": name, "phase": "forward",
-                                               "what": f"the forward output of '{name}'"
-                                                       f" ({type(module).__name__}) holds "
-                                                       f"{_describe_nonfinite(t)}"})
-                            break
-                    for x in _tensors(inputs):
-                        if x.requires_grad:
-                            def check(grad: torch.Tensor, name: str = name,
-                                      module: nn.Module = module,
-                                      events: list[dict[str, Any]] = events) -> None:
-                                if not bool(torch.isfinite(grad).all()) and not any(
-                                        e["phase"] in ("backward", "parameter") for e in events):
-                                    events.append({
-                                        "where": name, "phase": "backward",
-                                        "what": f"the gradient that '{name}' "
-                                                f"({type(module).__name__}) passes back to its "
-                                                f"input holds {_describe_nonfinite(grad)}, while "
-                                                "the gradient reaching its output is finite"})
-                            x.register_hook(check)
-
-                for module in model.modules():
-                    handles.append(module.register_forward_hook(forward_check))
-                params = [p for p in self._params]
-                for p, pname, owner in zip(params, self._param_names, self._param_owner,
-                                           strict=True):
-                    def pcheck(grad: torch.Tensor, pname: str = pname, owner: str = owner,
-                               events: list[dict[str, Any]] = events) -> None:
-                        if not bool(torch.isfinite(grad).all()) and not any(
-                                e["phase"] in ("backward", "parameter") for e in events):
-                            events.append({"where": owner, "phase": "parameter",
-                                           "what": f"the gradient of '{pname}' holds "
-                                                   f"{_describe_nonfinite(grad)} while every "
-                                                   "gradient before it in the backward pass "
-                                                   "is finite"})
-                    handles.append(p.register_hook(pcheck))
+                handles = [module.register_forward_hook(self._forward_check(names, events))
+                           for module in model.modules()]
                 try:
                     args = tuple(a.detach().requires_grad_(True)
                                  if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                                  for a in call.args)
                     with torch.enable_grad():
                         output = model(*args, **call.kwargs)
-                    forward = [e for e in events if e["phase"] == "forward"]
-                    if forward:
-                        return {**forward[0], "what": forward[0]["what"] + " (re-ran the step)"}
-                    outs = [t for t in _tensors(output) if t.requires_grad]
-                    if loss_bad:
-                        return {"where": "loss", "phase": "loss",
-                                "what": "every module's output is finite but the loss is not: "
-                                        "the loss function overflows (re-ran the step)"}
-                    if len(call.out_grads) != len(outs) or not outs:
-                        continue
-                    out_grads = [call.out_grads[k] for k in range(len(outs))]
-                    if any(not bool(torch.isfinite(g).all()) for g in out_grads):
-                        return {"where": "loss", "phase": "loss",
-                                "what": "the gradient of the loss with respect to the model's "
-                                        "output is non-finite (re-ran the step)"}
-                    leaves = [p for p in params] + [a for a in args if isinstance(a, torch.Tensor)
-                                                    and a.requires_grad]
-                    torch.autograd.grad(outs, leaves, grad_outputs=out_grads, allow_unused=True)
-                    backward = [e for e in events if e["phase"] in ("backward", "parameter")]
-                    if backward:
-                        return {**backward[0], "what": backward[0]["what"] + " (re-ran the step)"}
                 finally:
                     for handle in handles:
                         handle.remove()
+                forward = [e for e in events if e["phase"] == "forward"]
+                if forward:
+                    return {**forward[0], "what": forward[0]["what"] + " (re-ran the step)"}
+                inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+                runs.append((call, events, inputs,
+                             [t for t in _tensors(output) if t.requires_grad]))
+            if loss_bad:
+                return {"where": "loss", "phase": "loss",
+                        "what": "every module's output is finite but the loss is not: the loss "
+                                "function overflows (re-ran the step)"}
+            # 2. Their backward, from the gradient the loss sent into each output.
+            for call, events, inputs, outs in runs:
+                if not outs or len(call.out_grads) != len(outs):
+                    continue
+                out_grads = [call.out_grads[k] for k in range(len(outs))]
+                if any(not bool(torch.isfinite(g).all()) for g in out_grads):
+                    return {"where": "loss", "phase": "loss",
+                            "what": "the gradient of the loss with respect to the model's output "
+                                    "is non-finite (re-ran the step)"}
+                handles = [p.register_hook(self._parameter_check(pname, owner, events))
+                           for p, pname, owner in zip(self._params, self._param_names,
+                                                      self._param_owner, strict=True)]
+                try:
+                    # autograd.grad returns the gradients instead of adding them to .grad.
+                    torch.autograd.grad(outs, list(self._params) + inputs,
+                                        grad_outputs=out_grads, allow_unused=True)
+                finally:
+                    for handle in handles:
+                        handle.remove()
+                backward = [e for e in events if e["phase"] in ("backward", "parameter")]
+                if backward:
+                    return {**backward[0], "what": backward[0]["what"] + " (re-ran the step)"}
         return None
+
+    @staticmethod
+    def _forward_check(names: dict[int, str], events: list[dict[str, Any]]
+                       ) -> Callable[[nn.Module, Any, Any], None]:
+        """A forward hook that records the first non-finite module output, and hooks each
+        module's inputs so the backward records the first module that passes back inf/nan."""
+        def backward_done() -> bool:
+            return any(e["phase"] in ("backward", "parameter") for e in events)
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            name = names.get(id(module), "?")
+            if not any(e["phase"] == "forward" for e in events):
+                for t in _tensors(output):
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        events.append({"where": name, "phase": "forward",
+                                       "what": f"the forward output of {_display(name)} "
+                                               f"({type(module).__name__}) holds "
+                                               f"{_describe_nonfinite(t)}"})
+                        break
+            for x in _tensors(inputs):
+                if x.requires_grad:
+                    def check(grad: torch.Tensor, name: str = name,
+                              kind: str = type(module).__name__) -> None:
+                        if not backward_done() and not bool(torch.isfinite(grad).all()):
+                            events.append({
+                                "where": name, "phase": "backward",
+                                "what": f"the gradient that {_display(name)} ({kind}) passes "
+                                        f"back to its input holds {_describe_nonfinite(grad)}, "
+                                        "while the gradient reaching its output is finite"})
+                    x.register_hook(check)
+        return hook
+
+    @staticmethod
+    def _parameter_check(pname: str, owner: str, events: list[dict[str, Any]]
+                         ) -> Callable[[torch.Tensor], None]:
+        def check(grad: torch.Tensor) -> None:
+            if not any(e["phase"] in ("backward", "parameter") for e in events) and \
+                    not bool(torch.isfinite(grad).all()):
+                events.append({"where": owner, "phase": "parameter",
+                               "what": f"the gradient of '{pname}' holds "
+                                       f"{_describe_nonfinite(grad)} while every gradient before "
+                                       "it in the backward pass is finite"})
+        return check
 
     @contextmanager
     def _restoring(self) -> Iterator[None]:
