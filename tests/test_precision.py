@@ -251,3 +251,15 @@ def test_scale_monitor_records_skips_and_growth():
 def test_scale_monitor_needs_an_enabled_scaler():
     with pytest.raises(ValueError, match="disabled"):
         ScaleMonitor(torch.amp.GradScaler("cpu", enabled=False))
+
+
+def test_lost_update_threshold_for_a_decrease_is_half_the_finer_gap_below():
+    # Below a power of two the grid is twice as fine, so a decrease needs only a quarter ulp.
+    assert math.isclose(lost_update_threshold(1.0, "float16", decrease=True), 2.0**-12,
+                        rel_tol=1e-3)
+    assert math.isclose(lost_update_threshold(1.0, "bfloat16", decrease=True), 2.0**-9,
+                        rel_tol=1e-3)
+    assert math.isclose(lost_update_threshold(1.5, "float16", decrease=True),
+                        lost_update_threshold(1.5, "float16"), rel_tol=1e-3)
+    w = torch.tensor(1.0, dtype=torch.float16)
+    assert float(w - torch.tensor(2.5e-4)) < 1.0 and float((w.float() - 2.4e-4).half()) == 1.0

@@ -141,8 +141,13 @@ def _float32_bits(value: float) -> int:
     return int(struct.unpack("<I", struct.pack("<f", value))[0])
 
 
-def lost_update_threshold(weight: float = 1.0, dtype: torch.dtype | str = torch.float16) -> float:
-    """The smallest positive float32 update ``u`` that changes ``weight`` stored in ``dtype``.
+def lost_update_threshold(weight: float = 1.0, dtype: torch.dtype | str = torch.float16, *,
+                          decrease: bool = False) -> float:
+    """The smallest float32 update size ``u > 0`` that changes ``weight`` stored in ``dtype``.
+
+    By default the update is an increase, ``w + u``; with ``decrease=True`` it is ``w - u``. The
+    two differ at a power of two: below ``2**e`` the grid is twice as fine as above it, so a
+    float16 weight of 1.0 ignores increases below ``2**-11`` but decreases only below ``2**-12``.
 
     The update is applied the way an optimizer applies it to a low-precision parameter: the sum
     ``w + u`` is computed in float32 and rounded once to ``dtype`` (what ``w.add_(u)`` does for a
@@ -160,7 +165,8 @@ def lost_update_threshold(weight: float = 1.0, dtype: torch.dtype | str = torch.
                          f"{float(w)}); pass a representable weight")
 
     def changes(bits: int) -> bool:
-        new = (w.float() + torch.tensor(_float32_from_bits(bits), dtype=torch.float32)).to(dt)
+        u = torch.tensor(_float32_from_bits(bits), dtype=torch.float32)
+        new = (w.float() - u if decrease else w.float() + u).to(dt)
         return float(new) != weight
 
     lo, hi = 0, _float32_bits(ulp(weight, dt))   # u = 0 changes nothing; a full ulp always does
