@@ -51,13 +51,13 @@ class _App:
         self.js.append(name)
 
 
-def test_plotly_is_added_only_to_pages_with_a_figure():
-    app = _App()
-    site._add_plotly_where_needed(app, "a", "page.html", {"body": "<p>text</p>"}, None)
-    assert app.js == []
-    body = f'<div class="{site.PLOTLY_MARKER}"></div>'
-    site._add_plotly_where_needed(app, "b", "page.html", {"body": body}, None)
-    assert app.js == [site.PLOTLY_JS]
+def test_every_page_gets_a_meta_description_once():
+    context = {"title": "Chapter 1", "metatags": ""}
+    site._page_context(None, "a", "page.html", context, None)
+    assert context["metatags"].count('name="description"') == 1
+    given = {"title": "x", "metatags": '<meta name="description" content="mine" />'}
+    site._page_context(None, "b", "page.html", given, None)
+    assert given["metatags"].count('name="description"') == 1 and "mine" in given["metatags"]
 
 
 def test_inline_scripts_registered_twice_are_kept_once():
