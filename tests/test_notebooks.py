@@ -15,9 +15,8 @@ from gradpath.book.quiz import load_quiz, render_quiz
 GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([^`:]+)(?::([^`]*))?`")
 # Calls a cell may end with: they show something on purpose and return None (or, for show, the
 # figure's HTML, which is the cell's one output).
-DISPLAYING_CALLS = {"print", "display", "show", "plt.show", "live_explorer", "show_quiz", "show_cards",
-                    "check_answer",
-                    "show_references"}
+DISPLAYING_CALLS = {"print", "display", "show", "plt.show", "live_explorer", "show_quiz",
+                    "show_cards", "check_answer", "show_references"}
 
 SECTIONS = ["Learning objectives", "Interactive figure", "Explore it live", "Exercises", "Quiz",
             "Key takeaways", "References"]
