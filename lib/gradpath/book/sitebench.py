@@ -78,12 +78,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         return _CountedBody(body)
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
-        if isinstance(source, _CountedBody):
-            outputfile.write(source.data)
-            self.server.count(len(source.data))
+        data = source.data if isinstance(source, _CountedBody) else source.read()
+        try:
+            outputfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the browser moved on: not an error
             return
-        data = source.read()
-        outputfile.write(data)
         self.server.count(len(data))
 
 
