@@ -58,3 +58,48 @@ def test_gain_controls_the_gradient():
         gain_sweep(data, [], [1.0])
     with pytest.raises(ValueError, match="valid choices"):
         summarize_derivatives(["swish"])
+
+
+def test_mean_field_matches_known_critical_gains():
+    import torch
+    from gradpath.experiments.activation_flow import critical_gain, fixed_point_curve, mean_field
+
+    assert critical_gain("relu") == pytest.approx(math.sqrt(2), rel=1e-6)
+    assert critical_gain("tanh") == pytest.approx(1.0, abs=1e-3)
+    sigmoid = critical_gain("sigmoid")
+    assert 10.1 < sigmoid < 10.2                      # the sigmoid's edge of chaos, zero biases
+    assert mean_field("sigmoid", sigmoid).chi == pytest.approx(1.0, abs=1e-4)
+    # sigmoid - 1/2 = tanh(z/2)/2 has slope 1/4 at 0 and no mean: its edge is the "4x" rule
+    assert critical_gain(lambda z: torch.sigmoid(z) - 0.5) == pytest.approx(4.0, rel=1e-3)
+    four = mean_field("sigmoid", 4.0)
+    assert 0.35 < four.chi < 0.45 and four.q > 5       # the mean pushes q* up, chi_1 below 1
+    assert mean_field("relu", 1.0).chi == pytest.approx(0.5, rel=1e-6)
+    tanh = mean_field("tanh", 5 / 3)
+    assert 1.15 < tanh.chi < 1.25 and tanh.converged   # PyTorch's tanh gain: chaotic
+    assert tanh.backward_change(2) == pytest.approx(tanh.chi**2)
+    gains, chis = fixed_point_curve("relu", [0.5, 2.0])
+    assert gains == pytest.approx([math.sqrt(2)] * 2) and chis == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError):
+        mean_field("sigmoid", 0.0)
+    with pytest.raises(ValueError):
+        critical_gain("sigmoid", q_range=(1.0, 0.5))
+    with pytest.raises(ValueError):
+        fixed_point_curve("tanh", [-1.0])
+
+
+def test_network_at_gain_and_shared_fraction():
+    import torch
+    from gradpath.experiments.activation_flow import network_at_gain, shared_fraction
+
+    model = network_at_gain(8, 3, activation="sigmoid", gain=10.0, depth=4, width=256, seed=1)
+    hidden = model.blocks[1].linear.weight
+    assert float(hidden.detach().std()) == pytest.approx(10 / 16, rel=0.05)
+    assert float(model.head.weight.detach().std()) == pytest.approx(math.sqrt(2 / 259), rel=0.1)
+    assert all(float(b.linear.bias.abs().max()) == 0.0 for b in model.blocks)
+    same = torch.ones(5, 4)
+    assert shared_fraction(same) == pytest.approx(1.0)
+    assert shared_fraction(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == 0.0
+    with pytest.raises(ValueError):
+        shared_fraction(torch.zeros(3, 2))
+    with pytest.raises(ValueError):
+        shared_fraction(torch.ones(1, 2))

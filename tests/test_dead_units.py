@@ -78,3 +78,18 @@ def test_bad_arguments():
         unit_states(torch.nn.Linear(3, 3), torch.randn(4, 3))
     with pytest.raises(ValueError):
         unit_states(DeepMLP(3, 2, width=4, depth=3), torch.randn(3))
+
+
+def test_first_layer_units_stay_dead_and_higher_ones_can_revive():
+    from gradpath.experiments.dead_units import dead_masks
+
+    data = digits(limit=512)
+    run = dead_unit_run(data, activation="relu", depth=4, width=64, optimizer="adam", lr=0.01,
+                        bias_shift=-3.0, steps=80, checkpoints=4)
+    assert len(run.initial_dead) == len(run.final_dead) == 3
+    assert run.initial_dead[0].any() and run.revived()[0] == 0   # layer 1 sees fixed data
+    assert sum(run.revived()[1:]) > 0                             # higher layers can come back
+    assert len(run.update_ratio) == 80 and all(len(r) == 4 for r in run.update_ratio)
+    assert all(0 < v < 1 for v in run.median_update_ratio())
+    masks = dead_masks(DeepMLP(4, 2, width=6, depth=3), torch.randn(5, 4))
+    assert [m.shape for m in masks] == [torch.Size([6])] * 2 and masks[0].dtype == torch.bool

@@ -256,3 +256,30 @@ def test_smooth_and_comparison_plot():
                                         lr=0.05, norms=[None, "layer"])
     assert len(fig.axes[0].lines) == 2
     plt.close("all")
+
+
+def test_batch_norm_noise_shrinks_like_one_over_root_m():
+    from gradpath.experiments.normalization import batch_norm_noise
+
+    g = torch.Generator().manual_seed(0)
+    others = torch.randn(2000, 6, generator=g)
+    noise = batch_norm_noise(torch.zeros(6), others, [4, 16, 256], trials=200)
+    assert noise[4] > noise[16] > noise[256] > 0
+    assert noise[16] / noise[256] == pytest.approx(4.0, rel=0.25)     # sqrt(256 / 16)
+    with pytest.raises(ValueError):
+        batch_norm_noise(torch.zeros(6), others, [1])
+    with pytest.raises(ValueError):
+        batch_norm_noise(torch.zeros(5), others, [4])
+
+
+def test_train_and_probe_records_update_ratios_on_request():
+    data = teacher_classification(256, features=8, classes=3, seed=0)
+    model = DeepMLP(8, 3, width=16, depth=3, init="he_normal",
+                    generator=torch.Generator().manual_seed(0))
+    plain = train_and_probe(model, data, steps=5, lr=0.1, batch_size=32)
+    assert plain.update_ratio == []
+    with pytest.raises(ValueError):
+        plain.median_update_ratio()
+    run = train_and_probe(model, data, steps=5, lr=0.1, batch_size=32, record_updates=True)
+    assert len(run.update_ratio) == 5 and all(len(r) == 3 for r in run.update_ratio)
+    assert 0 < run.median_update_ratio() < 1 and 0 < run.median_update_ratio(0) < 1

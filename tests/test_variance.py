@@ -96,3 +96,16 @@ def test_bad_arguments():
         variance_sweep([], ["relu"])
     with pytest.raises(ValueError):
         initialization_table({})
+
+
+def test_variances_at_gain_shows_pytorchs_tanh_gain_is_chaotic():
+    from gradpath.experiments.variance import total_change, variances_at_gain
+
+    glorot = variances_at_gain("tanh", 1.0, depth=30, width=64)
+    pytorch = variances_at_gain("tanh", 5 / 3, depth=30, width=64)
+    assert total_change(list(reversed(pytorch.backward))) > 100        # ~1.21 per layer
+    assert total_change(list(reversed(glorot.backward))) < 2
+    with pytest.raises(ValueError):
+        variances_at_gain("tanh", 1.0, dtype="float16")
+    with pytest.raises(ValueError):
+        variances_at_gain("tanh", -1.0)

@@ -397,3 +397,55 @@ def evaluate(model: nn.Module, data: Dataset) -> dict[str, float]:
         result["accuracy"] = float((out.argmax(dim=1) == data.y).float().mean())
     model.train(was_training)
     return result
+
+
+def update_to_data_ratios(history: TrainingHistory, lr: float) -> np.ndarray:
+    """``lr · ‖∂L/∂W_l‖ / ‖W_l‖`` for every step and weight layer, shape (steps, layers).
+
+    The *update-to-data ratio* practitioners watch instead of absolute gradient norms: it is
+    scale-free (the same for a layer whatever its width or the loss's units), and for plain SGD it
+    is exactly the relative size of each step's update. Around ``1e-3`` is the usual target
+    (Karpathy, "Building makemore part 3"; CS231n's "ratio of weights:updates"); far below, a layer
+    barely moves; far above, each step rewrites it. For momentum and Adam the real update differs
+    from ``lr · g``: measure ``‖ΔW‖/‖W‖`` with :func:`relative_update_norms` there.
+
+    The weight norm used is the one recorded after the step (``history.weight_norms``), which
+    differs from the norm before it by the update itself, a relative ``O(ratio)``. A non-finite
+    gradient gives ``inf``/``nan`` in its entries.
+
+    Raises:
+        ValueError: for a non-positive ``lr`` or a history with no recorded step.
+    """
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    if history.steps == 0:
+        raise ValueError("history has no recorded step")
+    grads = history.gradient_norm_matrix()
+    weights = history.weight_norm_matrix()[: len(grads)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return lr * grads / weights
+
+
+def relative_update_norms(before: list[torch.Tensor], after: list[torch.Tensor]) -> list[float]:
+    """``‖after_i − before_i‖ / ‖before_i‖`` for each pair of tensors: the measured relative size
+    of an optimizer step, whatever the optimizer (the update-to-data ratio of momentum or Adam).
+
+    Take ``before`` as detached copies of the weights (``[w.detach().clone() for w in ...]``) and
+    ``after`` as the weights once the step is taken. Norms are float64-accurate
+    (:func:`gradpath.probes.tensor_norms`); a zero ``before`` gives ``inf`` (or ``nan`` if nothing
+    moved).
+
+    Raises:
+        ValueError: if the lists differ in length or a pair differs in shape.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"before has {len(before)} tensors, after has {len(after)}")
+    for b, a in zip(before, after, strict=True):
+        if b.shape != a.shape:
+            raise ValueError(f"shapes differ: {tuple(b.shape)} and {tuple(a.shape)}")
+    steps = tensor_norms([a.detach() - b for b, a in zip(before, after, strict=True)])
+    sizes = tensor_norms(before)
+    out = []
+    for s, w in zip(steps, sizes, strict=True):
+        out.append(s / w if w > 0 else (math.nan if s == 0 else math.inf))
+    return out

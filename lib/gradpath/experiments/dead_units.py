@@ -1,29 +1,44 @@
-"""Dead units: ReLUs that output zero for every input, and so never learn again.
+"""Dead units: ReLUs that output zero for every input, and so receive no gradient.
 
 A ReLU unit whose pre-activation is negative for every example outputs zero for every example,
-and its derivative there is zero too: no gradient reaches its weights or bias, so nothing can
-bring it back. :func:`dead_fractions` measures, layer by layer, the share of units that output
-exactly zero for every example of a batch (the dead ones), and :func:`off_fractions` the share
-whose pre-activation is at or below zero for every example (for ReLU the same units; for leaky
-ReLU these units are "off" but still pass a small gradient, so they can recover).
+and its derivative there is zero too: no gradient reaches its weights or bias, so its own update
+cannot bring it back. Whether it stays dead depends on where it sits. A unit in the first hidden
+layer sees the data, which never change, so (without weight decay or momentum left over from
+before it died) it stays dead for good. A unit higher up sees the outputs of the layers below;
+when those change, its pre-activation can turn positive again and the unit revives.
+
+:func:`dead_fractions` measures, layer by layer, the share of units that output exactly zero for
+every example of a batch (the dead ones), :func:`dead_masks` says which units they are, and
+:func:`off_fractions` the share whose pre-activation is at or below zero for every example (for
+ReLU the same units; for leaky ReLU these units are "off" but still pass a small gradient, so they
+can recover).
 
 Two ways to kill units are provided: :func:`shift_biases_` pushes every hidden bias down, and a
 too-high learning rate does it by itself during training. :func:`dead_unit_run` trains a network
-and records the dead fraction as it goes.
+and records the dead fraction as it goes, which units were dead at the start and at the end, and
+each step's update-to-data ratio ``‖ΔW‖/‖W‖``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
 
 from gradpath.data import Dataset
 from gradpath.models import DeepMLP
+from gradpath.probes import weight_layers
 from gradpath.progress import progress
-from gradpath.training import check_run_length, evaluate, loss_function, make_optimizer
+from gradpath.training import (
+    check_run_length,
+    evaluate,
+    loss_function,
+    make_optimizer,
+    relative_update_norms,
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,27 @@ def unit_states(model: nn.Module, x: torch.Tensor) -> UnitStates:
     return UnitStates(dead, off, [int(a.shape[1]) for _, a in records])
 
 
+@torch.no_grad()
+def dead_masks(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per hidden layer, a boolean vector (on the CPU): which units output exactly zero for every
+    example in ``x``. Runs in evaluation mode and restores the model's mode."""
+    if x.dim() != 2 or x.shape[0] < 1:
+        raise ValueError(f"x must be a non-empty (batch, features) tensor, got {tuple(x.shape)}")
+    outputs: list[torch.Tensor] = []
+    handles = [b.activation.register_forward_hook(  # type: ignore[union-attr,operator]
+        lambda _m, _i, out: outputs.append((out.detach() == 0).all(dim=0).cpu()))
+        for b in _blocks(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return outputs
+
+
 def dead_fractions(model: nn.Module, x: torch.Tensor) -> list[float]:
     """Per hidden layer, the share of units that output exactly zero for every example in ``x``."""
     return unit_states(model, x).dead
@@ -129,6 +165,10 @@ class DeadUnitRun:
         final_states: per-layer :class:`UnitStates` at the end.
         accuracy: accuracy on ``data`` at the end (classification only, else ``nan``).
         first_nonfinite_step: the step where the loss became ``inf``/``nan``, if it did.
+        initial_dead: per hidden layer, which units were dead before training (after the shift).
+        final_dead: the same at the end.
+        update_ratio: per step taken, ``‖ΔW_l‖/‖W_l‖`` of every weight layer (head last): the
+            measured update-to-data ratio, whatever the optimizer.
     """
 
     steps: list[int] = field(default_factory=list)
@@ -138,6 +178,23 @@ class DeadUnitRun:
     final_states: UnitStates | None = None
     accuracy: float = math.nan
     first_nonfinite_step: int | None = None
+    initial_dead: list[torch.Tensor] = field(default_factory=list)
+    final_dead: list[torch.Tensor] = field(default_factory=list)
+    update_ratio: list[list[float]] = field(default_factory=list)
+
+    def revived(self) -> list[int]:
+        """Per hidden layer, how many units dead before training are alive at the end."""
+        return [int((a & ~b).sum()) for a, b in zip(self.initial_dead, self.final_dead,
+                                                     strict=True)]
+
+    def died(self) -> list[int]:
+        """Per hidden layer, how many units alive before training are dead at the end."""
+        return [int((~a & b).sum()) for a, b in zip(self.initial_dead, self.final_dead,
+                                                     strict=True)]
+
+    def median_update_ratio(self) -> list[float]:
+        """Per step, the median over weight layers of ``‖ΔW‖/‖W‖``."""
+        return [float(torch.tensor(r, dtype=torch.float64).median()) for r in self.update_ratio]
 
     def final_loss(self, window: int = 10) -> float:
         """Mean of the last ``window`` finite losses (``nan`` if none)."""
@@ -190,6 +247,8 @@ def dead_unit_run(data: Dataset, *, activation: str = "relu", depth: int = 6, wi
         run.off.append(states.off_overall)
 
     count(0)
+    run.initial_dead = dead_masks(model, data.x)
+    weights = [cast(torch.Tensor, layer.weight) for layer in weight_layers(model)]
     n = len(data)
     model.train()
     for step in progress(range(1, steps + 1), "training"):
@@ -202,10 +261,13 @@ def dead_unit_run(data: Dataset, *, activation: str = "relu", depth: int = 6, wi
             run.first_nonfinite_step = step
             break
         loss.backward()
+        before = [w.detach().clone() for w in weights]
         opt.step()
+        run.update_ratio.append(relative_update_norms(before, [w.detach() for w in weights]))
         if step in count_at:
             count(step)
     run.final_states = unit_states(model, data.x)
+    run.final_dead = dead_masks(model, data.x)
     if data.task == "classification" and run.first_nonfinite_step is None:
         run.accuracy = evaluate(model, data).get("accuracy", math.nan)
     return run

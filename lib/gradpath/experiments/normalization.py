@@ -4,7 +4,8 @@
   whole layer (running statistics, train and eval mode); :func:`check_against_torch` compares it
   with ``torch.nn.BatchNorm1d``.
 - :func:`batched_accuracy` and :func:`prediction_spread` show the train/eval pitfall: in training
-  mode an example's prediction depends on the other examples in its batch.
+  mode an example's prediction depends on the other examples in its batch;
+  :func:`batch_norm_noise` measures that dependence as noise, by batch size.
 - :class:`NoisyBatchNorm1d` is batch norm followed by a random per-unit scale and shift that change
   at every step, after Santurkar et al. (2018): the layer inputs keep shifting, on purpose.
 - :func:`train_and_probe` trains with plain minibatch SGD (or another optimizer) and calls a probe
@@ -20,6 +21,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,8 +32,9 @@ from torch import nn
 from gradpath.data import Dataset
 from gradpath.models import NORMALIZATIONS, DeepMLP
 from gradpath.plots import plot_training_curves, use_course_style
+from gradpath.probes import weight_layers
 from gradpath.progress import progress
-from gradpath.training import evaluate, loss_function, make_optimizer
+from gradpath.training import evaluate, loss_function, make_optimizer, relative_update_norms
 
 EPS = 1e-5
 MOMENTUM = 0.1
@@ -240,6 +243,41 @@ def prediction_spread(model: nn.Module, example: torch.Tensor, others: torch.Ten
     return float((stacked.max(dim=0).values - stacked.min(dim=0).values).max())
 
 
+@torch.no_grad()
+def batch_norm_noise(example: torch.Tensor, others: torch.Tensor, batch_sizes: Sequence[int], *,
+                     trials: int = 50, seed: int = 0) -> dict[int, float]:
+    """The noise batch norm adds to one example in training mode, by batch size.
+
+    For each batch size ``m``, puts ``example`` into ``trials`` batches with ``m − 1`` random rows
+    of ``others``, normalizes each batch with its own statistics (:func:`batch_norm`, ``γ = 1``,
+    ``β = 0``), and returns the standard deviation over the trials of the example's normalized
+    value, averaged over features: how far, in units of the feature's own spread, its
+    representation moves with the company it keeps. Batch statistics from ``m`` examples carry an
+    error of order ``1/√m``, so the noise shrinks like ``1/√m``.
+
+    Raises:
+        ValueError: for a batch size below 2 or above ``len(others) + 1``, or fewer than 2 trials.
+    """
+    if example.dim() != 1 or others.dim() != 2 or others.shape[1] != example.shape[0]:
+        raise ValueError("example must be a vector and others a (rows, features) matrix")
+    if trials < 2:
+        raise ValueError(f"trials must be at least 2, got {trials}")
+    g = torch.Generator().manual_seed(seed)
+    features = example.shape[0]
+    out: dict[int, float] = {}
+    for m in batch_sizes:
+        if not 2 <= m <= len(others) + 1:
+            raise ValueError(f"batch sizes must be in [2, {len(others) + 1}], got {m}")
+        values = []
+        for _ in range(trials):
+            pick = torch.randperm(len(others), generator=g)[:m - 1].to(others.device)
+            batch = torch.cat([example.unsqueeze(0), others[pick]]).double()
+            ones = torch.ones(features, dtype=torch.float64, device=batch.device)
+            values.append(batch_norm(batch, ones, torch.zeros_like(ones))[0])
+        out[int(m)] = float(torch.stack(values).std(dim=0).mean())
+    return out
+
+
 # --------------------------------------------------------------------------- noisy batch norm
 
 
@@ -322,11 +360,27 @@ class ProbedRun:
         loss: training loss of every step's minibatch.
         probe_steps: the steps at which the probe ran (before that step's update).
         probes: the probe's result at each of those steps.
+        update_ratio: with ``record_updates=True``, per step taken, ``‖ΔW_l‖/‖W_l‖`` for every
+            weight layer (input layer first): the measured update-to-data ratio.
     """
 
     loss: list[float] = field(default_factory=list)
     probe_steps: list[int] = field(default_factory=list)
     probes: list[object] = field(default_factory=list)
+    update_ratio: list[list[float]] = field(default_factory=list)
+
+    def median_update_ratio(self, layer: int | None = None) -> float:
+        """Median over the steps of ``‖ΔW‖/‖W‖``, for one weight layer (0 = input layer, -1 =
+        head) or, with ``layer=None``, of every layer's value at every step.
+
+        Raises:
+            ValueError: if no update ratio was recorded.
+        """
+        if not self.update_ratio:
+            raise ValueError("no update ratio recorded: train with record_updates=True")
+        table = torch.tensor(self.update_ratio, dtype=torch.float64)
+        values = table.flatten() if layer is None else table[:, layer]
+        return float(values.median())
 
     def final_loss(self, window: int = 10) -> float:
         """Mean of the last ``window`` finite losses (``nan`` if none)."""
@@ -339,12 +393,15 @@ ProbeFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], object]
 
 def train_and_probe(model: nn.Module, data: Dataset, *, steps: int, lr: float,
                     batch_size: int, probe: ProbeFunction | None = None, every: int = 10,
-                    optimizer: str = "sgd", seed: int = 0) -> ProbedRun:
+                    optimizer: str = "sgd", seed: int = 0,
+                    record_updates: bool = False) -> ProbedRun:
     """Minibatch training that hands the model to ``probe`` every ``every`` steps.
 
     ``probe(model, x, y)`` receives the model (in training mode) and that step's minibatch, before
     the update; it should work on a copy if it changes anything. Training stops at the first
-    non-finite loss, which is recorded.
+    non-finite loss, which is recorded. With ``record_updates=True`` every step also records the
+    update-to-data ratio ``‖ΔW_l‖/‖W_l‖`` of each weight layer
+    (:func:`gradpath.training.relative_update_norms`).
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -358,6 +415,7 @@ def train_and_probe(model: nn.Module, data: Dataset, *, steps: int, lr: float,
     criterion = loss_function(data)
     generator = torch.Generator().manual_seed(seed)
     run = ProbedRun()
+    weights = [cast(torch.Tensor, layer.weight) for layer in weight_layers(model)]
     for step in progress(range(steps), "training"):
         idx = torch.randint(0, len(data), (batch_size,), generator=generator).to(device)
         x, y = data.x[idx], data.y[idx]
@@ -371,7 +429,10 @@ def train_and_probe(model: nn.Module, data: Dataset, *, steps: int, lr: float,
         if not math.isfinite(value):
             break
         loss.backward()
+        before = [w.detach().clone() for w in weights] if record_updates else []
         opt.step()
+        if record_updates:
+            run.update_ratio.append(relative_update_norms(before, [w.detach() for w in weights]))
     return run
 
 

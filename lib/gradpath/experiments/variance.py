@@ -8,6 +8,7 @@ normal gradient at the network's output (``L = <g, f(x)>`` with ``g ~ N(0, I)``)
 measures is the network's own amplification, not a property of some loss or labels.
 
 :func:`variance_sweep` repeats the measurement over initialization recipes and activations,
+:func:`variances_at_gain` measures a scheme at an explicit gain (Xavier with tanh's 5/3, say),
 :func:`per_layer_factor` condenses a profile into "how much per layer", and
 :func:`initialization_table` turns the sweep into the course's table of which initialization
 goes with which activation.
@@ -24,7 +25,7 @@ from torch import nn
 
 from gradpath.activations import derivative, get_activation
 from gradpath.diagnosis import RATIO_LIMIT
-from gradpath.init import apply_recipe_, get_recipe
+from gradpath.init import apply_recipe_, get_recipe, initialize_
 from gradpath.models import DeepMLP
 from gradpath.probes import weight_layers
 
@@ -176,6 +177,31 @@ def network_variances(recipe: str, activation: str, *, depth: int = 50, width: i
     apply_recipe_(model, recipe, activation=activation, x=x, generator=generator)
     model = model.to(dtype=DTYPES[dtype])
     x = x.to(dtype=DTYPES[dtype])
+    if device is not None:
+        model, x = model.to(device), x.to(device)
+    return signal_variances(model, x, generator=generator)
+
+
+def variances_at_gain(activation: str, gain: float, *, scheme: str = "xavier_uniform",
+                      depth: int = 50, width: int = 64, samples: int = 256, out_features: int = 10,
+                      seed: int = 0, dtype: str = "float64",
+                      device: torch.device | str | None = None) -> SignalVariances:
+    """Like :func:`network_variances`, for a scheme of :func:`gradpath.init.initialize_` with an
+    explicit ``gain``: ``("xavier_uniform", 5/3)`` is Xavier with PyTorch's tanh gain,
+    ``("he_normal", 10.15)`` weights ``N(0, 10.15²/fan_in)``. Biases are zero; the inputs are
+    ``samples`` standard normal vectors of size ``width``, drawn from ``seed``.
+
+    Raises:
+        ValueError: for an unknown activation, scheme or dtype, or a non-positive gain.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid choices are {', '.join(DTYPES)}")
+    generator = torch.Generator().manual_seed(seed)
+    model = DeepMLP(width, out_features, width=width, depth=depth, activation=activation,
+                    init=scheme, generator=generator)
+    initialize_(model, scheme, gain=gain, activation=activation, generator=generator)
+    x = torch.randn(samples, width, generator=generator)
+    model, x = model.to(dtype=DTYPES[dtype]), x.to(dtype=DTYPES[dtype])
     if device is not None:
         model, x = model.to(device), x.to(device)
     return signal_variances(model, x, generator=generator)
