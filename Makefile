@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPOSITORY := $(shell sed -n 's/^  url: //p' _config.yml)
 
-.PHONY: setup book test unit notebooks site-tests browser bench serve lint launched set-repository clean
+.PHONY: setup book test unit notebooks site-tests axe site-tools site-bench browser bench serve lint launched \
+	set-repository clean
 
 setup: $(STAMP)
 
@@ -25,7 +26,7 @@ book: $(STAMP)
 ## test: everything, executing each chapter once: unit tests; the chapters under nbmake, whose
 ## outputs go into the book's execution cache; the book built from that cache (it executes no
 ## chapter again); the browser tests of the built site
-test: browser unit notebooks
+test: browser axe unit notebooks
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	$(BIN)/python -m pytest tests -m browser
 
@@ -39,13 +40,29 @@ notebooks: $(STAMP)
 	$(BIN)/python -m gradpath.book.executed chapters/[0-9][0-9]-*.ipynb
 
 ## site-tests: the browser tests of an already built site (make book first)
-site-tests: browser
+site-tests: browser axe
 	$(BIN)/python -m pytest tests -m browser
 
 ## browser: Debian's chromium for the built-site tests (installed with apt when missing)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+## axe: axe-core from the npm registry into .sitetools/ (git ignores it), for the accessibility tests
+AXE := .sitetools/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE):
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	npm install --prefix .sitetools --no-audit --no-fund --silent axe-core@4.11.1
+
+## site-tools: also Lighthouse (12.8.2 runs on Debian's Node 18), for site-bench
+site-tools: axe
+	npm install --prefix .sitetools --no-audit --no-fund --silent axe-core@4.11.1 lighthouse@12.8.2
+
+## site-bench: compressed page weight and Lighthouse (desktop, mobile) per page of the built site
+site-bench: $(STAMP) browser site-tools
+	$(BIN)/python -m gradpath.book.sitebench
 
 ## bench: train()'s recording overhead (ratio to a bare loop), then every chapter executed once
 ## with its seconds, peak memory and device (a measurement, not a test)
