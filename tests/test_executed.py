@@ -37,11 +37,14 @@ def test_nbmake_runs_each_notebook_once_and_the_book_build_finds_it_in_its_cache
         "import os, pathlib\nx = 6 * 7",
         "assert pathlib.Path('quizzes/q.json').exists()   # siblings are copied along",
         "print(x, os.environ['GRADPATH_STATIC_BUILD'])"))
+    other = _source(sources / "02-b.ipynb", code=("print('b')",))
     before = src.read_text()
-    done = subprocess.run([sys.executable, "-m", "gradpath.book.executed", str(src),
-                           "--cache", str(tmp_path / "cache")], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "gradpath.book.executed", str(src), str(other),
+                           "--workers", "2", "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed" in done.stdout and "stored the outputs of 1 notebooks" in done.stdout
+    assert done.stdout.count("1 passed") == 2                          # two pytest workers
+    assert "stored the outputs of 2 notebooks" in done.stdout
     assert src.read_text() == before                                  # the source stays bare
     # what MyST-NB does in `execute_notebooks: cache` mode, with the source notebook it reads
     cache = get_cache(str(tmp_path / "cache"))
@@ -49,6 +52,7 @@ def test_nbmake_runs_each_notebook_once_and_the_book_build_finds_it_in_its_cache
     cache.match_cache_notebook(stored)                                 # no KeyError: a hit
     _, merged = cache.merge_match_into_notebook(stored)
     assert merged.cells[3].outputs[0]["text"] == "42 1\n"            # static-build outputs
+    cache.match_cache_notebook(nbformat.read(other, as_version=4))
 
 
 def test_a_failing_notebook_is_reported_and_nothing_is_cached(tmp_path):

@@ -12,16 +12,18 @@ import torch
 from gradpath.data import Dataset
 from gradpath.experiments.clipping import clip_by_norm
 from gradpath.models import DeepMLP
-from gradpath.probes import (
-    LayerActivations,
+from gradpath.numerics import (
     _exact_norms_on_device,
     _scaled_norm,
-    activation_statistics,
     combined_norm,
-    global_gradient_norm,
-    gradient_norms_by_layer,
     tensor_norm,
     tensor_norms,
+)
+from gradpath.probes import (
+    LayerActivations,
+    activation_statistics,
+    global_gradient_norm,
+    gradient_norms_by_layer,
 )
 from gradpath.training import train
 from torch import nn

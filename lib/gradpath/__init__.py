@@ -10,6 +10,7 @@ Three layers, each allowed to import only the ones below it (checked by import-l
 - :mod:`gradpath.activations` the activation registry and derivatives computed with autograd
 - :mod:`gradpath.init`        weight-initialization schemes (Glorot/Xavier, He/Kaiming, ...), LSUV
 - :mod:`gradpath.models`      the deep MLP factory (activation, init, normalization, residuals)
+- :mod:`gradpath.numerics`    norms, means and variances right for every finite input (no overflow)
 - :mod:`gradpath.probes`      per-layer gradient norms, backward signals, activation statistics
 - :mod:`gradpath.diagnosis`   rules that turn per-layer norms into a verdict
 - :mod:`gradpath.training`    a small training loop that records gradient norms and survives NaN

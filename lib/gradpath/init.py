@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from gradpath.activations import get_activation
-from gradpath.probes import as_float64, preserved_state
+from gradpath.numerics import as_float64
+from gradpath.probes import preserved_state
 
 INITIALIZATIONS = (
     "pytorch_default",

@@ -6,10 +6,11 @@ A loss or gradient that becomes ``inf``/``nan`` is a result, not a crash: the fi
 non-finite loss and the first step with a non-finite gradient entry are recorded separately, and
 training stops there (or carries on, if asked).
 
-Recording is cheap: every step, all the norms come from one fused reduction on the device
+Recording is cheap: every step, all the norms come from one batched reduction on the device
 (``torch._foreach_norm``) and reach the host in one transfer, so a GPU syncs once per step (or once
-every ``record_every`` steps), not once per layer. The norms are right for every finite gradient
-and weight (see :func:`gradpath.probes.tensor_norms`); whether a loss or a gradient is non-finite
+every ``record_every`` steps), not once per layer. ``make bench`` measures the cost against a bare
+training loop. The norms are right for every finite gradient
+and weight (see :func:`gradpath.numerics.tensor_norms`); whether a loss or a gradient is non-finite
 is decided from the tensors themselves.
 """
 
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from gradpath.data import Dataset
-from gradpath.probes import (
+from gradpath.numerics import (
     _exact_norms_on_device,
     _fast_norm_list,
     _reliable_limits,
@@ -33,8 +34,8 @@ from gradpath.probes import (
     _stacked,
     combined_norm,
     tensor_norms,
-    weight_layers,
 )
+from gradpath.probes import weight_layers
 from gradpath.progress import progress
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
@@ -232,12 +233,15 @@ _SMALL = 1 << 16
 
 
 class _MeasurementPlan:
-    """Which tensors one step's fused reduction covers, and where each result goes.
+    """Which tensors one step's reduction covers, and where each result goes.
 
     The reduction runs over, in order: the gradient of every trained weight layer, the gradients
     of the other large parameters, one concatenation of the other small gradients, and the
     weight layers' weights (before the step's update). Their norms give the per-layer gradient
-    norms, the global norm (all gradients together) and the weight norms.
+    norms, the global norm (all gradients together) and the weight norms. On a GPU it is one
+    ``torch._foreach_norm`` call; on the CPU, where that call is only a loop, the small tensors
+    share one call and each large one gets its own ``vector_norm`` (see
+    :func:`gradpath.numerics._cpu_norm_list`).
     """
 
     def __init__(self, params: list[nn.Parameter], weights: list[torch.Tensor]) -> None:
@@ -252,8 +256,8 @@ class _MeasurementPlan:
         others = [p for p in params if id(p) not in in_layers]
         self.large = [p for p in others if p.numel() > _SMALL]
         self.small = [p for p in others if p.numel() <= _SMALL]
-        self.big = self.layered + self.large
-        self.gradients = len(self.big) + (1 if self.small else 0)
+        self.separate = self.layered + self.large
+        self.gradients = len(self.separate) + (1 if self.small else 0)
         self.limits: list[float] | None = None
 
     def tensors(self) -> list[torch.Tensor]:
@@ -261,7 +265,7 @@ class _MeasurementPlan:
 
         Call under ``torch.no_grad()``: the weights are the parameters themselves.
         """
-        grads = [_grad(p) for p in self.big]
+        grads = [_grad(p) for p in self.separate]
         if self.small:
             grads.append(torch.cat([_grad(p).reshape(-1) for p in self.small]))
         return grads + self.weights

@@ -6,7 +6,8 @@
 1. it copies the chapters (with their quizzes) into a temporary directory and runs nbmake, the
    notebook validator, on the copies with ``--overwrite``, so each chapter is executed exactly
    once and the copy keeps its outputs (``chapters/`` stays without outputs). The kernels run
-   with ``GRADPATH_STATIC_BUILD=1``, as in the book build, so the outputs are the static page's;
+   with ``GRADPATH_STATIC_BUILD=1``, as in the book build, so the outputs are the static page's.
+   One pytest process per CPU core shares the chapters out (each kernel uses one thread);
 2. if every notebook passed, it stores those outputs in the book's execution cache (MyST-NB's
    ``execute_notebooks: cache``, a jupyter-cache database in ``_build/.jupyter_cache``), so the
    book build that follows finds every chapter already executed and runs none of them again.
@@ -26,6 +27,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -80,17 +83,41 @@ def cache_executed(executed_dir: Path, source_dir: Path = Path("chapters"),
     return stored
 
 
+def _run_nbmake(targets: list[str], pytest_args: list[str], workers: int) -> int:
+    """nbmake over ``targets`` in ``workers`` pytest processes at once; the worst exit code.
+
+    Each notebook's kernel uses one CPU thread (``GRADPATH_CPU_THREADS`` defaults to 1), so on a
+    machine with several cores the notebooks run side by side. Largest notebooks are dealt out
+    first, so the groups take about equally long; each group's report is printed as it ends.
+    """
+    order = sorted(targets, key=lambda t: Path(t).stat().st_size, reverse=True)
+    groups = [order[i::workers] for i in range(workers) if order[i::workers]]
+    command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite", "-p", "no:cacheprovider",
+               *pytest_args]
+    if len(groups) == 1:
+        return subprocess.run([*command, *groups[0]]).returncode
+    running = [subprocess.Popen([*command, *group], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for group in groups]
+    code = 0
+    for process in running:
+        out, _ = process.communicate()
+        print(out, end="", flush=True)
+        code = max(code, process.returncode)
+    return code
+
+
 def execute_and_cache(notebooks: list[Path], cache_dir: Path = DEFAULT_CACHE,
-                      pytest_args: list[str] | None = None) -> int:
+                      pytest_args: list[str] | None = None, workers: int = 1) -> int:
     """Run nbmake once on copies of ``notebooks``; if all pass, cache their outputs for the book.
 
     The notebooks must share one directory (their sibling files, e.g. ``quizzes/``, are copied
-    with them). Returns pytest's exit code (0: every notebook ran without an error).
+    with them). ``workers`` pytest processes share the notebooks between them. Returns the exit
+    code (0: every notebook ran without an error).
     """
-    import pytest
-
     if not notebooks:
         raise ValueError("no notebooks given")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     folders = {p.resolve().parent for p in notebooks}
     if len(folders) != 1:
         raise ValueError(f"the notebooks must share one directory, got {sorted(folders)}")
@@ -99,9 +126,7 @@ def execute_and_cache(notebooks: list[Path], cache_dir: Path = DEFAULT_CACHE,
     with tempfile.TemporaryDirectory(prefix="gradpath-executed-") as tmp:
         work = Path(tmp) / source_dir.name
         shutil.copytree(source_dir, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        targets = [str(work / p.name) for p in notebooks]
-        code = int(pytest.main(["--nbmake", "--overwrite", "-p", "no:cacheprovider",
-                                *(pytest_args or []), *targets]))
+        code = _run_nbmake([str(work / p.name) for p in notebooks], pytest_args or [], workers)
         if code != 0:
             return code
         executed = Path(tmp) / "executed"
@@ -120,11 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--pytest-args", default="",
                         help="extra arguments for pytest, e.g. '-x --durations=0'")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="pytest processes running notebooks side by side (default: one "
+                             "per CPU core)")
     args = parser.parse_args(argv)
     missing = [p for p in args.notebooks if not p.exists()]
     if missing:
         parser.error(f"no such notebook: {', '.join(map(str, missing))}")
-    return execute_and_cache(args.notebooks, args.cache, args.pytest_args.split())
+    return execute_and_cache(args.notebooks, args.cache, args.pytest_args.split(),
+                             max(1, min(args.workers, len(args.notebooks))))
 
 
 if __name__ == "__main__":

@@ -29,15 +29,15 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from gradpath.data import Dataset
+from gradpath.numerics import tensor_norm
 from gradpath.plots import NONFINITE_COLOR, plot_training_curves
-from gradpath.probes import tensor_norm
 from gradpath.training import TrainingHistory, train
 
 
 def clip_by_norm(vector: torch.Tensor, max_norm: float) -> torch.Tensor:
     """A copy of ``vector`` scaled down to length ``max_norm`` if it is longer.
 
-    The length is measured without float32 overflow (:func:`gradpath.probes.tensor_norm`), so
+    The length is measured without float32 overflow (:func:`gradpath.numerics.tensor_norm`), so
     ``clip_by_norm(torch.full((100,), 1e20), 1.0)`` is 100 entries of ``0.1``; the rescaling
     divides by the largest entry first, so it cannot underflow either. (A float32 norm, as in
     ``torch.nn.utils.clip_grad_norm_``, sees ``inf`` there and scales the vector to zeros.) A

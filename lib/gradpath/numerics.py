@@ -1,0 +1,223 @@
+"""Norms that do not lie: reductions that are right for every finite input.
+
+A float32 sum of squares overflows once an entry passes about ``1.8e19`` (its square passes
+float32's largest number, ``3.4e38``) and underflows to zero once the entries fall below about
+``1e-19`` (squares below float32's smallest), although the entries themselves are perfectly
+finite: ``torch.full((100,), 1e20).norm()`` is ``inf`` and ``torch.full((100,), 1e-26).norm()``
+is ``0``. ``torch.nn.utils.clip_grad_norm_`` inherits the same behaviour.
+
+Every norm gradpath reports comes from :func:`tensor_norms`: a fast float32 reduction where it
+is provably exact (no overflow happened, and lost tiny squares cannot matter), and float64
+accumulation (or division by the largest entry, on devices without float64) where it is not.
+:func:`combined_norm` joins separate norms without overflow; :func:`as_float64` and
+:func:`float64_statistics` accumulate means and variances in float64. A norm is ``inf``/``nan``
+exactly when the tensor holds an ``inf``/``nan`` entry, which is decided with ``torch.isfinite``
+on the entries, never from a derived norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import cast
+
+import torch
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _fast_norm_list(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor's L2 norm as a 0-d tensor on its device, from one fused reduction.
+
+    ``torch._foreach_norm`` for float32 (the common case); float16/bfloat16 are accumulated in
+    float32 and float64 in float64. A result can overflow or underflow although every entry is
+    finite; :func:`_reliable` says when it cannot have.
+    """
+    with torch.no_grad():
+        if all(t.dtype == torch.float32 for t in tensors):
+            if tensors and tensors[0].device.type == "cpu":
+                return _cpu_norm_list(tensors)
+            return list(torch._foreach_norm(list(tensors)))
+        return [torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in _LOW_PRECISION
+                                         else None) for t in tensors]
+
+
+# On the CPU, torch._foreach_norm is a loop over the tensors, and (measured with torch 2.13) a
+# slower one than calling torch.linalg.vector_norm on each tensor once a tensor has more than a
+# few thousand entries; it wins on many small tensors, where it saves the per-call overhead.
+_CPU_FOREACH_LIMIT = 1 << 14
+
+
+def _cpu_norm_list(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """float32 norms on the CPU: one ``_foreach_norm`` for the small tensors, one call per big one.
+    """
+    small = [i for i, t in enumerate(tensors) if t.numel() < _CPU_FOREACH_LIMIT]
+    if len(small) == len(tensors):
+        return list(torch._foreach_norm(list(tensors)))
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    if small:
+        for i, norm in zip(small, torch._foreach_norm([tensors[i] for i in small]), strict=True):
+            out[i] = norm
+    for i, t in enumerate(tensors):
+        if out[i] is None:
+            out[i] = torch.linalg.vector_norm(t)
+    return cast(list[torch.Tensor], out)
+
+
+def _stacked(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack 0-d tensors in one call, converting to float64 only if some are float64."""
+    if any(v.dtype != torch.float32 for v in values):
+        dtype = torch.float64 if any(v.dtype == torch.float64 for v in values) else torch.float32
+        values = [v.to(dtype) for v in values]
+    return torch.stack(list(values))
+
+
+def _fast_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`_fast_norm_list` stacked into one 1-D tensor (float64 if any input is float64)."""
+    if not tensors:
+        return torch.zeros(0)
+    return _stacked(_fast_norm_list(tensors))
+
+
+_TINY = {torch.float32: torch.finfo(torch.float32).tiny,
+         torch.float64: torch.finfo(torch.float64).tiny}
+
+
+def _reliable_limits(tensors: Sequence[torch.Tensor]) -> list[float]:
+    """Per tensor, the smallest square of a fast norm that :func:`_reliable` accepts.
+
+    Each tensor is accumulated in float64 if it is float64, else in float32 (see
+    :func:`_fast_norm_list`).
+    """
+    return [1e9 * max(t.numel(), 1) * _TINY[torch.float64 if t.dtype == torch.float64
+                                             else torch.float32] for t in tensors]
+
+
+def _reliable(value: float, limit: float) -> bool:
+    """Whether a fast norm ``value`` is the true norm to rounding error.
+
+    A finite result means no square overflowed (an overflow leaves ``inf`` in the sum). Squares
+    below the accumulation dtype's smallest normal number (``tiny``) may be lost or rounded; they
+    change the sum of squares by at most ``numel · tiny``, which is below 1e-9 of it when
+    ``value² >= limit = 1e9 · numel · tiny`` (:func:`_reliable_limits`). Anything smaller,
+    including an exact 0, is recomputed.
+    """
+    return math.isfinite(value) and value * value >= limit
+
+
+def _float64_capable(device: torch.device) -> bool:
+    return device.type != "mps"
+
+
+def _exact_norm(t: torch.Tensor) -> float:
+    """One tensor's L2 norm, right for every finite entry (float64 sum, or scaled by the max)."""
+    t = t.detach()
+    if t.numel() == 0:
+        return 0.0
+    if t.dtype != torch.float64 and _float64_capable(t.device):
+        # the square of float32's largest number, 1.2e77, and of its smallest, 2e-90, are both
+        # comfortably inside float64, so this sum neither overflows nor underflows.
+        return float(torch.linalg.vector_norm(t, dtype=torch.float64))
+    work = t.float() if t.dtype in _LOW_PRECISION else t
+    peak = float(work.abs().amax())          # nan if any entry is nan, inf if any is infinite
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * float(torch.linalg.vector_norm(work / peak))
+
+
+def _settle(values: list[float], tensors: Sequence[torch.Tensor],
+            limits: Sequence[float]) -> list[float]:
+    """Replace every fast norm that may have overflowed or underflowed by the exact one.
+
+    A non-finite fast norm is kept only if the tensor itself holds a non-finite entry (decided by
+    ``torch.isfinite`` on the entries); otherwise the entries are finite and the norm is
+    recomputed exactly. ``limits`` come from :func:`_reliable_limits`.
+    """
+    out = list(values)
+    for i, (v, limit) in enumerate(zip(values, limits, strict=True)):
+        if _reliable(v, limit):
+            continue
+        t = tensors[i]
+        if not math.isfinite(v) and not bool(torch.isfinite(t.detach()).all()):
+            continue
+        out[i] = _exact_norm(t)
+    return out
+
+
+def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
+    """The L2 norm of each tensor, as Python floats; right for every finite input.
+
+    One fused reduction on the tensors' device and one transfer to the host; a norm that float32
+    could not have computed exactly (entries above about ``1.8e19`` or below about ``1e-19``) is
+    recomputed with float64 accumulation (scaled by the largest entry on devices without
+    float64). Example: 100 entries of ``1e20`` give ``1e21``, and 100 entries of ``1e-26`` give
+    ``1e-25`` (a float32 ``Tensor.norm()`` gives ``inf`` and ``0``).
+
+    Args:
+        tensors: any floating tensors (float16, bfloat16, float32, float64), on one device.
+
+    Returns:
+        One norm per tensor; ``inf`` or ``nan`` exactly when the tensor has an ``inf`` or ``nan``
+        entry. Never raises because of the values.
+    """
+    ts = list(tensors)
+    if not ts:
+        return []
+    fast = _fast_norms(ts)
+    return _settle(fast.tolist(), ts, _reliable_limits(ts))
+
+
+def tensor_norm(tensor: torch.Tensor) -> float:
+    """The L2 norm of one tensor, right for every finite entry (see :func:`tensor_norms`)."""
+    return tensor_norms([tensor])[0]
+
+
+def combined_norm(norms: Sequence[float]) -> float:
+    """The norm of several tensors together, ``sqrt(Σ ‖t_i‖²)``, from their separate norms.
+
+    Computed with ``math.hypot`` (scaled, in float64), so it neither overflows nor underflows for
+    finite inputs. ``nan`` if any norm is ``nan``, else ``inf`` if any is ``inf``.
+    """
+    values = [float(n) for n in norms]
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return math.hypot(*values)
+
+
+def as_float64(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached float64 copy to accumulate in (on the CPU if the device has no float64, MPS).
+
+    Every entry of a float16/bfloat16/float32 tensor squares to a finite, nonzero float64, so
+    sums of squares, variances and norms computed from this copy neither overflow nor underflow.
+    """
+    t = tensor.detach()
+    if not _float64_capable(t.device):
+        t = t.cpu()
+    return t.to(torch.float64)
+
+
+def float64_statistics(tensor: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of all entries, accumulated in float64 (no overflow)."""
+    t = as_float64(tensor)
+    return float(t.mean()), float(t.std()) if t.numel() > 1 else math.nan
+
+
+def _exact_norms_on_device(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each tensor's L2 norm, right for every finite entry, computed without leaving the device.
+
+    float64 accumulation in one fused call where the device has float64 and no input is float64;
+    otherwise each tensor is divided by its largest entry first. Used where a host round trip per
+    step would cost a device sync (``train(record_every > 1)``).
+    """
+    ts = [t.detach() for t in tensors]
+    if _float64_capable(ts[0].device) and all(t.dtype != torch.float64 for t in ts):
+        return torch.stack(torch._foreach_norm(ts, 2, dtype=torch.float64))
+    return torch.stack([_scaled_norm(t.float() if t.dtype in _LOW_PRECISION else t) for t in ts])
+
+
+def _scaled_norm(t: torch.Tensor) -> torch.Tensor:
+    """``max|t| · ‖t / max|t|‖`` as a 0-d tensor: no overflow or underflow for finite entries."""
+    peak = t.abs().amax() if t.numel() else t.new_zeros(())
+    usable = torch.isfinite(peak) & (peak > 0)
+    scaled = torch.linalg.vector_norm(t / torch.where(usable, peak, torch.ones_like(peak)))
+    return torch.where(usable, peak * scaled, peak)
