@@ -13,6 +13,7 @@ Three layers, each allowed to import only the ones below it (checked by import-l
 - :mod:`gradpath.numerics`    norms, means and variances right for every finite input (no overflow)
 - :mod:`gradpath.probes`      per-layer gradient norms, backward signals, activation statistics
 - :mod:`gradpath.diagnosis`   rules that turn per-layer norms into a verdict
+- :mod:`gradpath.doctor`      the gradient doctor: findings, causes and fixes for any model
 - :mod:`gradpath.training`    a small training loop that records gradient norms and survives NaN
 - :mod:`gradpath.sweeps`      the same probe over depths, seeds and settings
 - :mod:`gradpath.through_time` the gradient through time of any RNN, LSTM, GRU or custom cell
