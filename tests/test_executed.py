@@ -81,3 +81,22 @@ def test_an_edited_chapter_misses_the_cache_and_a_foreign_copy_is_refused(tmp_pa
         merge_outputs(edited, executed / "01-a.ipynb")
     with pytest.raises(FileNotFoundError, match="no executed notebooks"):
         cache_executed(tmp_path / "empty", sources, tmp_path / "cache")
+
+
+def test_execution_seconds_come_from_nbclient_timings(tmp_path):
+    import nbformat
+
+    from gradpath.book.executed import execution_seconds
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("1"), nbformat.v4.new_code_cell("2")]
+    nb.cells[0].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00.000000Z",
+                                         "shell.execute_reply": "2026-01-01T00:00:01.500000Z"}
+    nb.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:02.000000Z",
+                                         "shell.execute_reply": "2026-01-01T00:00:04.250000Z"}
+    path = tmp_path / "timed.ipynb"
+    nbformat.write(nb, path)
+    assert execution_seconds(path) == 4.25
+    nb.cells = [nbformat.v4.new_code_cell("1")]
+    nbformat.write(nb, path)
+    assert execution_seconds(path) is None

@@ -57,6 +57,30 @@ def merge_outputs(source: Path, executed: Path) -> object:
     return nb
 
 
+def execution_seconds(executed: Path) -> float | None:
+    """Wall-clock seconds from the first cell's start to the last cell's reply, as nbclient
+    recorded them in the executed copy's cell metadata (``None`` if it recorded no timing).
+
+    The book's compute badges read this from the cache, as they read MyST-NB's own timing when
+    the build executes a notebook itself.
+    """
+    from datetime import datetime
+
+    import nbformat
+
+    starts, ends = [], []
+    for cell in nbformat.read(executed, as_version=4).cells:
+        timing = cell.get("metadata", {}).get("execution", {})
+        start = timing.get("iopub.status.busy") or timing.get("iopub.execute_input")
+        end = timing.get("shell.execute_reply") or timing.get("iopub.status.idle")
+        if start and end:
+            starts.append(datetime.fromisoformat(start.replace("Z", "+00:00")))
+            ends.append(datetime.fromisoformat(end.replace("Z", "+00:00")))
+    if not starts:
+        return None
+    return (max(ends) - min(starts)).total_seconds()
+
+
 def cache_executed(executed_dir: Path, source_dir: Path = Path("chapters"),
                    cache_dir: Path = DEFAULT_CACHE) -> list[str]:
     """Store every executed notebook of ``executed_dir`` in the book's execution cache.
@@ -77,7 +101,10 @@ def cache_executed(executed_dir: Path, source_dir: Path = Path("chapters"),
         if not source.exists():
             raise FileNotFoundError(f"{path.name} has no source notebook in {source_dir}")
         nb = merge_outputs(source, path)
-        cache.cache_notebook_bundle(CacheBundleIn(nb, str(source.resolve())),  # type: ignore[arg-type]
+        seconds = execution_seconds(path)
+        data = {} if seconds is None else {"execution_seconds": seconds}
+        cache.cache_notebook_bundle(CacheBundleIn(nb, str(source.resolve()),  # type: ignore[arg-type]
+                                                  data=data),
                                     check_validity=False, overwrite=True)
         stored.append(path.name)
     return stored
