@@ -85,7 +85,6 @@ def test_an_edited_chapter_misses_the_cache_and_a_foreign_copy_is_refused(tmp_pa
 
 def test_execution_seconds_come_from_nbclient_timings(tmp_path):
     import nbformat
-
     from gradpath.book.executed import execution_seconds
 
     nb = nbformat.v4.new_notebook()
