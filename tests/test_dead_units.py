@@ -90,6 +90,7 @@ def test_first_layer_units_stay_dead_and_higher_ones_can_revive():
     assert run.initial_dead[0].any() and run.revived()[0] == 0   # layer 1 sees fixed data
     assert sum(run.revived()[1:]) > 0                             # higher layers can come back
     assert len(run.update_ratio) == 80 and all(len(r) == 4 for r in run.update_ratio)
-    assert all(0 < v < 1 for v in run.median_update_ratio())
+    ratios = run.median_update_ratio()   # 0 at steps where every unit of a batch is off
+    assert all(0 <= v < 1 for v in ratios) and max(ratios) > 0
     masks = dead_masks(DeepMLP(4, 2, width=6, depth=3), torch.randn(5, 4))
     assert [m.shape for m in masks] == [torch.Size([6])] * 2 and masks[0].dtype == torch.bool
