@@ -65,9 +65,11 @@ site-bench: $(STAMP) browser site-tools
 	$(BIN)/python -m gradpath.book.sitebench
 
 ## bench: train()'s recording overhead (ratio to a bare loop), then every chapter executed once
-## with its seconds, peak memory and device (a measurement, not a test)
+## with its seconds, peak memory and device, then the gradient doctor's overhead (ratio to the
+## same loop without it) on an MLP and a small transformer (a measurement, not a test)
 bench: $(STAMP)
 	$(BIN)/python -m gradpath.book.bench chapters/[0-9][0-9]-*.ipynb
+	$(BIN)/python -m gradpath.book.doctor_bench
 
 ## launched: two chapters as a learner launches them on Colab (throwaway venv with ipywidgets 7.7.1
 ## and no myst-nb, a local clone, each run twice); minutes, and needs the package index
