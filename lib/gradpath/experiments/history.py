@@ -112,7 +112,7 @@ def forward_mode_gradient(loss: LossFn, theta: torch.Tensor) -> torch.Tensor:
     direction = torch.zeros_like(theta)
     for i in range(theta.numel()):
         direction[i] = 1.0
-        _, out[i] = jvp(loss, (theta,), (direction.clone(),))
+        out[i] = jvp(loss, (theta,), (direction.clone(),))[1]
         direction[i] = 0.0
     return out
 
