@@ -14,8 +14,9 @@ differentiation in machine learning: a survey", JMLR 2018).
   method needs is measured, not assumed.
 - :func:`forward_mode_gradient` assembles the gradient from ``P`` calls of ``torch.func.jvp``;
   :func:`reverse_mode_gradient` gets it from one call of ``torch.func.grad``.
-- :func:`gradient_cost` and :func:`cost_sweep` time both (best of several repeats, since a shared
-  machine adds noise only upwards) and compare their gradients.
+- :func:`cost_sweep` (and :func:`gradient_cost` for one size) time both (best of several
+  interleaved repeats, since a shared machine adds noise only upwards) and compare their
+  gradients.
 """
 
 from __future__ import annotations
@@ -162,46 +163,61 @@ class GradientCost:
         return self.forward_seconds / self.reverse_seconds
 
 
-def _best_time(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    assert result is not None
-    return best, result
-
-
-def gradient_cost(features: int, hidden: int, samples: int = 64, seed: int = 0,
-                  repeats: int = 3) -> GradientCost:
-    """Time and count one full gradient of :func:`mlp_loss` by forward and by reverse mode.
-
-    Times are the minimum over ``repeats`` runs (load on a shared machine only ever adds time);
-    reverse mode, being cheap, is repeated ``10 × repeats`` times.
-
-    Raises:
-        ValueError: for sizes below 1 or ``repeats`` below 1.
-    """
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
-    fn, theta = mlp_loss(features, hidden, samples, seed)
-    forward_loss, reverse_loss = CountingLoss(fn), CountingLoss(fn)
-    t_fwd, g_fwd = _best_time(lambda: forward_mode_gradient(forward_loss, theta), repeats)
-    t_rev, g_rev = _best_time(lambda: reverse_mode_gradient(reverse_loss, theta), 10 * repeats)
-    scale = float(g_rev.abs().max())
-    diff = float((g_fwd - g_rev).abs().max()) / (scale if scale > 0 else 1.0)
-    return GradientCost(params=theta.numel(), forward_passes=forward_loss.calls // repeats,
-                        reverse_passes=reverse_loss.calls // (10 * repeats),
-                        forward_seconds=t_fwd, reverse_seconds=t_rev, max_difference=diff)
+def _timed(method: Callable[[LossFn, torch.Tensor], torch.Tensor], loss: LossFn,
+           theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    result = method(loss, theta)
+    return time.perf_counter() - start, result
 
 
 def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, seed: int = 0,
                repeats: int = 3) -> list[GradientCost]:
-    """:func:`gradient_cost` for each hidden width in ``hiddens`` (so ``P = hidden·(features+1)``).
+    """Time and count one full gradient of :func:`mlp_loss` by forward and by reverse mode, for
+    each hidden width in ``hiddens`` (so ``P = hidden·(features+1)`` parameters).
+
+    Each time is the minimum over ``repeats`` runs (load on a shared machine only ever adds
+    time), and the runs are interleaved — every size once, then every size again — so a burst
+    of load does not fall on one size only. Reverse mode, being cheap, runs ``10 × repeats``
+    times. Passes are counted with :class:`CountingLoss`, per gradient.
 
     Raises:
-        ValueError: if ``hiddens`` is empty or a size is below 1.
+        ValueError: if ``hiddens`` is empty, a size is below 1 or ``repeats`` is below 1.
     """
     if len(hiddens) == 0:
         raise ValueError("hiddens must name at least one hidden width")
-    return [gradient_cost(features, h, samples, seed, repeats) for h in hiddens]
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    problems = [mlp_loss(features, h, samples, seed) for h in hiddens]
+    counters = [(CountingLoss(fn), CountingLoss(fn)) for fn, _ in problems]
+    best_fwd = [float("inf")] * len(problems)
+    best_rev = [float("inf")] * len(problems)
+    grads: list[tuple[torch.Tensor, torch.Tensor]] = [(t, t) for _, t in problems]
+    for _ in range(repeats):
+        for k, ((_, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters,
+                                                                   strict=True)):
+            t_fwd, g_fwd = _timed(forward_mode_gradient, fwd_loss, theta)
+            best_fwd[k] = min(best_fwd[k], t_fwd)
+            for _ in range(10):
+                t_rev, g_rev = _timed(reverse_mode_gradient, rev_loss, theta)
+                best_rev[k] = min(best_rev[k], t_rev)
+            grads[k] = (g_fwd, g_rev)
+    rows = []
+    for k, ((_, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters, strict=True)):
+        g_fwd, g_rev = grads[k]
+        scale = float(g_rev.abs().max())
+        diff = float((g_fwd - g_rev).abs().max()) / (scale if scale > 0 else 1.0)
+        rows.append(GradientCost(params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
+                                 reverse_passes=rev_loss.calls // (10 * repeats),
+                                 forward_seconds=best_fwd[k], reverse_seconds=best_rev[k],
+                                 max_difference=diff))
+    return rows
+
+
+def gradient_cost(features: int, hidden: int, samples: int = 64, seed: int = 0,
+                  repeats: int = 3) -> GradientCost:
+    """:func:`cost_sweep` for one hidden width.
+
+    Raises:
+        ValueError: for sizes below 1 or ``repeats`` below 1.
+    """
+    return cost_sweep([hidden], features, samples, seed, repeats)[0]
