@@ -609,7 +609,7 @@ def test_exam_keeps_its_own_score_and_the_intro_shows_course_progress(context, s
     rows = intro.evaluate("""() => Array.from(
         document.querySelectorAll('#gp-course-progress tbody tr'),
         r => [r.dataset.page, Number(r.dataset.correct), Number(r.dataset.total)])""")
-    assert [r[0] for r in rows] == [f"chapters/{s}" for s in CHAPTER_STEMS] + ["exam"]
+    assert [r[0] for r in rows] == [f"chapters/{s}" for s in CHAPTER_STEMS] + ["history", "exam"]
     by_page = {r[0]: r[1:] for r in rows}
     assert by_page["exam"] == [2, questions]
     assert by_page["chapters/02-vanishing-gradients"][0] == 1
@@ -690,7 +690,7 @@ def test_learning_pages_are_offline_clean(context, server, path):
     if path == "glossary.html":
         assert page.locator("dl.glossary dt#term-internal-covariate-shift").count() == 1
     if path == "intro.html":
-        assert page.locator("#gp-course-progress tbody tr").count() == len(CHAPTER_STEMS) + 1
+        assert page.locator("#gp-course-progress tbody tr").count() == len(CHAPTER_STEMS) + 2
     context.watch.assert_clean()
 
 

@@ -1,0 +1,223 @@
+"""Forward mode against reverse mode: what one full gradient costs ("History and horizons").
+
+Automatic differentiation comes in two modes. Forward mode pushes one *tangent* (a direction in
+parameter space) through the computation together with the values and returns one directional
+derivative, a Jacobian-vector product; the full gradient of a scalar loss with ``P`` parameters
+needs ``P`` such passes, one per basis direction. Reverse mode (backpropagation) runs the
+computation once, then sends one cotangent backwards and returns all ``P`` partial derivatives at
+once (Griewank & Walther, *Evaluating Derivatives*, 2008; Baydin et al., "Automatic
+differentiation in machine learning: a survey", JMLR 2018).
+
+- :func:`mlp_loss` builds a small seeded tanh network whose loss is a function of one flat
+  parameter vector, so both modes differentiate the same function.
+- :class:`CountingLoss` wraps a loss and counts how often it is evaluated: the number of passes a
+  method needs is measured, not assumed.
+- :func:`forward_mode_gradient` assembles the gradient from ``P`` calls of ``torch.func.jvp``;
+  :func:`reverse_mode_gradient` gets it from one call of ``torch.func.grad``.
+- :func:`cost_sweep` (and :func:`gradient_cost` for one size) time both (best of several
+  interleaved repeats, since a shared machine adds noise only upwards) and compare their
+  gradients.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.func import grad, jvp
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class CountingLoss:
+    """A scalar loss of a flat parameter vector that counts its own evaluations.
+
+    Each call is one pass through the model: a plain forward pass, a forward pass carrying a
+    tangent (under ``jvp``), or the forward half of a reverse-mode pass (under ``grad``).
+    """
+
+    def __init__(self, fn: LossFn) -> None:
+        self.fn = fn
+        self.calls = 0
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fn(theta)
+
+
+def mlp_loss(features: int, hidden: int, samples: int = 64, seed: int = 0,
+             dtype: torch.dtype = torch.float64) -> tuple[LossFn, torch.Tensor]:
+    """A one-hidden-layer tanh regression network as a function of its flat parameters.
+
+    The model is ``ŷ = tanh(X W) v`` with ``W`` of shape ``(features, hidden)`` and ``v`` of shape
+    ``(hidden,)``; the loss is the mean squared error against fixed random targets. Data and the
+    starting parameters come from a generator seeded with ``seed``.
+
+    Args:
+        features: input dimension (>= 1).
+        hidden: hidden units (>= 1).
+        samples: rows of the fixed input batch ``X`` (>= 1).
+        seed: seed of the data and the starting point.
+        dtype: floating dtype of data and parameters (float64 by default, so the two modes can be
+            compared to many digits).
+
+    Returns:
+        ``(loss, theta)``: ``loss`` maps a flat vector of ``features·hidden + hidden`` parameters
+        to a 0-d tensor; ``theta`` is the seeded starting point (scaled like PyTorch's default
+        ``nn.Linear`` weights, uniform in ``±1/√fan_in``).
+
+    Raises:
+        ValueError: if a size is below 1.
+    """
+    for name, value in (("features", features), ("hidden", hidden), ("samples", samples)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(samples, features, generator=g, dtype=dtype)
+    y = torch.randn(samples, generator=g, dtype=dtype)
+    n_w = features * hidden
+    w0 = (torch.rand(n_w, generator=g, dtype=dtype) * 2 - 1) / features ** 0.5
+    v0 = (torch.rand(hidden, generator=g, dtype=dtype) * 2 - 1) / hidden ** 0.5
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        w = theta[:n_w].reshape(features, hidden)
+        v = theta[n_w:]
+        return ((torch.tanh(x @ w) @ v - y) ** 2).mean()
+
+    return loss, torch.cat([w0, v0])
+
+
+def forward_mode_gradient(loss: LossFn, theta: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``loss`` at ``theta`` from forward mode: one ``jvp`` per parameter.
+
+    Pass ``i`` pushes the basis direction ``e_i`` through the computation and returns the
+    directional derivative ``∇L · e_i = ∂L/∂θ_i``, so a vector of ``P`` parameters costs ``P``
+    passes.
+
+    Args:
+        loss: a function of a 1-d tensor returning a 0-d tensor.
+        theta: the 1-d point (shape ``(P,)``).
+
+    Returns:
+        The gradient, shape ``(P,)``, dtype of ``theta``.
+
+    Raises:
+        ValueError: if ``theta`` is not 1-d.
+    """
+    if theta.dim() != 1:
+        raise ValueError(f"theta must be a flat (1-d) parameter vector, got shape "
+                         f"{tuple(theta.shape)}")
+    out = torch.empty_like(theta)
+    direction = torch.zeros_like(theta)
+    for i in range(theta.numel()):
+        direction[i] = 1.0
+        out[i] = jvp(loss, (theta,), (direction.clone(),))[1]
+        direction[i] = 0.0
+    return out
+
+
+def reverse_mode_gradient(loss: LossFn, theta: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``loss`` at ``theta`` from reverse mode: one forward and one backward pass.
+
+    Args:
+        loss: a function of a 1-d tensor returning a 0-d tensor.
+        theta: the 1-d point (shape ``(P,)``).
+
+    Returns:
+        The gradient, shape ``(P,)``.
+
+    Raises:
+        ValueError: if ``theta`` is not 1-d.
+    """
+    if theta.dim() != 1:
+        raise ValueError(f"theta must be a flat (1-d) parameter vector, got shape "
+                         f"{tuple(theta.shape)}")
+    return grad(loss)(theta)
+
+
+@dataclass(frozen=True)
+class GradientCost:
+    """What one full gradient cost with forward and with reverse mode, for one model size.
+
+    Attributes:
+        params: number of parameters ``P``.
+        forward_passes: evaluations of the loss forward mode made for one gradient.
+        reverse_passes: evaluations of the loss reverse mode made for one gradient.
+        forward_seconds: best wall time of one forward-mode gradient (seconds).
+        reverse_seconds: best wall time of one reverse-mode gradient (seconds).
+        max_difference: largest ``|g_fwd - g_rev|`` entry, relative to the largest ``|g_rev|``.
+    """
+
+    params: int
+    forward_passes: int
+    reverse_passes: int
+    forward_seconds: float
+    reverse_seconds: float
+    max_difference: float
+
+    @property
+    def time_ratio(self) -> float:
+        """Forward-mode time over reverse-mode time."""
+        return self.forward_seconds / self.reverse_seconds
+
+
+def _timed(method: Callable[[LossFn, torch.Tensor], torch.Tensor], loss: LossFn,
+           theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    result = method(loss, theta)
+    return time.perf_counter() - start, result
+
+
+def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, seed: int = 0,
+               repeats: int = 3) -> list[GradientCost]:
+    """Time and count one full gradient of :func:`mlp_loss` by forward and by reverse mode, for
+    each hidden width in ``hiddens`` (so ``P = hidden·(features+1)`` parameters).
+
+    Each time is the minimum over ``repeats`` runs (load on a shared machine only ever adds
+    time), and the runs are interleaved — every size once, then every size again — so a burst
+    of load does not fall on one size only. Reverse mode, being cheap, runs ``10 × repeats``
+    times. Passes are counted with :class:`CountingLoss`, per gradient.
+
+    Raises:
+        ValueError: if ``hiddens`` is empty, a size is below 1 or ``repeats`` is below 1.
+    """
+    if len(hiddens) == 0:
+        raise ValueError("hiddens must name at least one hidden width")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    problems = [mlp_loss(features, h, samples, seed) for h in hiddens]
+    counters = [(CountingLoss(fn), CountingLoss(fn)) for fn, _ in problems]
+    best_fwd = [float("inf")] * len(problems)
+    best_rev = [float("inf")] * len(problems)
+    grads: list[tuple[torch.Tensor, torch.Tensor]] = [(t, t) for _, t in problems]
+    for _ in range(repeats):
+        for k, ((_, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters,
+                                                                   strict=True)):
+            t_fwd, g_fwd = _timed(forward_mode_gradient, fwd_loss, theta)
+            best_fwd[k] = min(best_fwd[k], t_fwd)
+            for _ in range(10):
+                t_rev, g_rev = _timed(reverse_mode_gradient, rev_loss, theta)
+                best_rev[k] = min(best_rev[k], t_rev)
+            grads[k] = (g_fwd, g_rev)
+    rows = []
+    for k, ((_, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters, strict=True)):
+        g_fwd, g_rev = grads[k]
+        scale = float(g_rev.abs().max())
+        diff = float((g_fwd - g_rev).abs().max()) / (scale if scale > 0 else 1.0)
+        rows.append(GradientCost(params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
+                                 reverse_passes=rev_loss.calls // (10 * repeats),
+                                 forward_seconds=best_fwd[k], reverse_seconds=best_rev[k],
+                                 max_difference=diff))
+    return rows
+
+
+def gradient_cost(features: int, hidden: int, samples: int = 64, seed: int = 0,
+                  repeats: int = 3) -> GradientCost:
+    """:func:`cost_sweep` for one hidden width.
+
+    Raises:
+        ValueError: for sizes below 1 or ``repeats`` below 1.
+    """
+    return cost_sweep([hidden], features, samples, seed, repeats)[0]

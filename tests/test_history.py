@@ -1,0 +1,103 @@
+"""The forward-vs-reverse-mode experiment of the History and horizons page, and the page itself."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import test_notebooks as nbconv
+import torch
+from conftest import ROOT
+from gradpath.book.quiz import load_quiz
+from gradpath.experiments.history import (
+    CountingLoss,
+    cost_sweep,
+    forward_mode_gradient,
+    gradient_cost,
+    mlp_loss,
+    reverse_mode_gradient,
+)
+
+PAGE = ROOT / "history.ipynb"
+
+
+def test_both_modes_agree_with_autograd():
+    loss, theta = mlp_loss(features=5, hidden=3, samples=7, seed=1)
+    assert theta.shape == (5 * 3 + 3,) and theta.dtype == torch.float64
+    p = theta.clone().requires_grad_(True)
+    loss(p).backward()
+    assert torch.allclose(forward_mode_gradient(loss, theta), p.grad, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(reverse_mode_gradient(loss, theta), p.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_forward_mode_needs_one_pass_per_parameter_and_reverse_one():
+    fn, theta = mlp_loss(features=4, hidden=2)
+    counted = CountingLoss(fn)
+    forward_mode_gradient(counted, theta)
+    assert counted.calls == theta.numel() == 10
+    counted = CountingLoss(fn)
+    reverse_mode_gradient(counted, theta)
+    assert counted.calls == 1
+
+
+def test_gradient_cost_counts_per_gradient_and_reports_agreement():
+    row = gradient_cost(features=3, hidden=2, repeats=2)
+    assert row.params == 8 and row.forward_passes == 8 and row.reverse_passes == 1
+    assert row.max_difference < 1e-12
+    assert row.forward_seconds > 0 and row.reverse_seconds > 0
+    assert row.time_ratio == row.forward_seconds / row.reverse_seconds
+    assert [r.params for r in cost_sweep([1, 2], features=3, repeats=1)] == [4, 8]
+
+
+def test_mlp_loss_is_seeded():
+    (f1, t1), (f2, t2) = mlp_loss(3, 2, seed=4), mlp_loss(3, 2, seed=4)
+    assert torch.equal(t1, t2) and float(f1(t1)) == float(f2(t2))
+    assert not torch.equal(t1, mlp_loss(3, 2, seed=5)[1])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: mlp_loss(0, 2), "features"),
+    (lambda: mlp_loss(3, 2.5), "hidden"),
+    (lambda: forward_mode_gradient(lambda t: t.sum(), torch.zeros(2, 2)), "1-d"),
+    (lambda: reverse_mode_gradient(lambda t: t.sum(), torch.zeros(2, 2)), "1-d"),
+    (lambda: gradient_cost(3, 2, repeats=0), "repeats"),
+    (lambda: cost_sweep([]), "hiddens"),
+])
+def test_bad_input_names_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# The page follows the chapters' conventions where they apply (it has no interactive figure,
+# explorer, exercises or flashcards: it is a short page, not a chapter).
+
+def test_page_is_stored_without_outputs():
+    nbconv.test_notebook_is_stored_without_outputs(PAGE)
+
+
+def test_page_installs_gradpath_like_the_chapters():
+    nbconv.test_first_cell_installs_gradpath_from_the_configured_repository(PAGE)
+
+
+def test_page_glue_and_cells():
+    nbconv.test_glue_prints_what_the_prose_shows(PAGE)
+    nbconv.test_no_cell_shows_a_stray_value(PAGE)
+    nbconv.test_references_read_as_text_outside_the_book(PAGE)
+
+
+def test_page_shape_quiz_and_toc():
+    cells = json.loads(PAGE.read_text())["cells"]
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    headings = [h.strip() for h in re.findall(r"^##\s+(.+)$", markdown, re.M)]
+    order = ["Learning objectives", "History", "Beyond backpropagation", "Quiz", "Key takeaways",
+             "References"]
+    found = [next(i for i, h in enumerate(headings) if h.startswith(s)) for s in order]
+    assert found == sorted(found)
+    assert "assert " in code and "{footcite" in markdown
+    quiz_cells = [c for c in cells if "show_quiz(" in "".join(c["source"])]
+    assert len(quiz_cells) == 1 and "remove-input" in quiz_cells[0]["metadata"].get("tags", [])
+    assert len(load_quiz(ROOT / "chapters" / "quizzes" / "history.json")) >= 6
+    assert "history" in nbconv._toc_files()
+
