@@ -1777,8 +1777,9 @@ def checkup(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor],
         The doctor's :class:`Report` of the probe run.
 
     Raises:
-        ValueError: for ``steps < 1``, a non-callable ``loss_fn``, or an optimizer that does not
-            train this model; and whatever :class:`Doctor` raises for the model.
+        ValueError: for ``steps < 1``, a non-callable ``loss_fn``, a loss that is not a scalar
+            tensor depending on the model's output, or an optimizer that does not train this
+            model; and whatever :class:`Doctor` raises for the model.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -1798,6 +1799,14 @@ def checkup(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor],
             for _ in range(steps):
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(patient(*args), targets)
+                if not (isinstance(loss, torch.Tensor) and loss.numel() == 1
+                        and loss.requires_grad):
+                    shape = (tuple(loss.shape) if isinstance(loss, torch.Tensor)
+                             else type(loss).__name__)
+                    raise ValueError("loss_fn(model(inputs), targets) must return a scalar loss "
+                                     f"tensor computed from the model's output, got {shape}"
+                                     + ("" if not isinstance(loss, torch.Tensor)
+                                        or loss.requires_grad else " that needs no gradient"))
                 loss.backward()
                 doctor.step(loss)
                 opt.step()

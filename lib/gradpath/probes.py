@@ -29,6 +29,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from gradpath._checks import check_fraction, check_tensor
 from gradpath.activations import derivative, get_activation
 from gradpath.numerics import (
     as_float64,
@@ -123,11 +124,20 @@ def global_gradient_norm(model: nn.Module) -> float:
     return combined_norm(tensor_norms(grads))
 
 
-def _hidden_outputs(model: nn.Module) -> list[nn.Module]:
+def _hidden_outputs(model: nn.Module, caller: str) -> list[nn.Module]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{caller} needs a torch.nn.Module, got {type(model).__name__}")
     if hasattr(model, "blocks"):
         return list(cast(nn.ModuleList, model.blocks))
-    raise ValueError("backward_signal_norms needs a model with a `blocks` list "
-                     "(e.g. gradpath.models.DeepMLP)")
+    raise ValueError(f"{caller} needs a model with a `blocks` list (e.g. "
+                     f"gradpath.models.DeepMLP); {type(model).__name__} has none")
+
+
+def _check_batch(caller: str, x: torch.Tensor) -> None:
+    check_tensor("x", x, min_dim=1)
+    if x.shape[0] == 0:
+        raise ValueError(f"{caller}: x is an empty batch (shape {tuple(x.shape)}); pass at least "
+                         "one example")
 
 
 def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -142,7 +152,13 @@ def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
     Returns:
         One norm per block (``len(model.blocks)``), right for every finite gradient; ``nan`` for a
-        block the gradient did not reach.
+        block the gradient did not reach (a block the forward pass skipped).
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: for a model without ``blocks``, an empty batch, a loss that is not a scalar
+            tensor, or a loss that does not depend on the model's output (no gradient reached
+            any block: the norms would all be ``nan``, which is no measurement).
     """
     captured: dict[int, torch.Tensor] = {}
     handles = []
@@ -154,17 +170,31 @@ def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             output.register_hook(save)
         return hook
 
-    blocks = _hidden_outputs(model)
+    blocks = _hidden_outputs(model, "backward_signal_norms")
+    _check_batch("backward_signal_norms", x)
     with preserved_state(model):
         for i, block in enumerate(blocks):
             handles.append(block.register_forward_hook(keep(i)))
         try:
             model.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
+            loss = loss_fn(model(x), y)
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise ValueError(f"loss_fn must return a scalar loss tensor, got {shape}; reduce "
+                                 "it (e.g. .mean()) before the probe")
+            if not loss.requires_grad:
+                raise ValueError("the loss does not depend on the model's output (it needs no "
+                                 "gradient): loss_fn must compute the loss from the output it is "
+                                 "given")
+            loss.reshape(()).backward()
         finally:
             for h in handles:
                 h.remove()
     reached = [i for i in range(len(blocks)) if i in captured]
+    if blocks and not reached:
+        raise ValueError("the loss does not depend on any block's output: no gradient reached "
+                         "the model, so there is nothing to measure (loss_fn must compute the "
+                         "loss from the output it is given)")
     norms = dict(zip(reached, tensor_norms([captured[i] for i in reached]), strict=True))
     return [norms.get(i, math.nan) for i in range(len(blocks))]
 
@@ -201,18 +231,48 @@ def saturated_fraction(activation: str, pre_activation: torch.Tensor,
     """Share of entries whose derivative ``f'(z)`` is below ``threshold × max f'``.
 
     For sigmoid and tanh this is saturation (|z| large); for ReLU it counts inputs below zero.
+
+    Returns:
+        A share in [0, 1]; ``nan`` if ``pre_activation`` holds a ``nan`` entry (a ``nan`` is
+        neither saturated nor not: the forward pass already broke). ``±inf`` entries count as
+        saturated wherever the derivative there is 0.
+
+    Raises:
+        TypeError: if ``pre_activation`` is not a tensor.
+        ValueError: for an unknown activation, a threshold outside (0, 1), or an empty tensor.
     """
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    check_fraction("threshold", threshold)
     act = get_activation(activation)
+    check_tensor("pre_activation", pre_activation)
+    if pre_activation.numel() == 0:
+        raise ValueError(f"pre_activation is empty (shape {tuple(pre_activation.shape)}): no "
+                         "entry to measure")
+    if bool(torch.isnan(pre_activation).any()):
+        return math.nan
     d = derivative(activation, pre_activation.detach().float())
     return float((d.abs() < threshold * act.max_derivative).double().mean())
 
 
 def dead_fraction(output: torch.Tensor) -> float:
-    """Share of units (columns) whose output is exactly zero for every example (row)."""
+    """Share of units (columns) whose output is exactly zero for every example (row).
+
+    Returns:
+        A share in [0, 1]; ``nan`` if ``output`` holds a ``nan`` entry (whether a unit that
+        outputs ``nan`` is dead cannot be told).
+
+    Raises:
+        TypeError: if ``output`` is not a tensor.
+        ValueError: unless ``output`` has shape (batch, units) with at least one example and one
+            unit (an empty batch says nothing about any unit).
+    """
+    check_tensor("output", output)
     if output.dim() != 2:
         raise ValueError(f"expected a (batch, units) tensor, got shape {tuple(output.shape)}")
+    if output.shape[0] == 0 or output.shape[1] == 0:
+        raise ValueError(f"output has shape {tuple(output.shape)}: dead_fraction needs at least "
+                         "one example (row) and one unit (column)")
+    if bool(torch.isnan(output).any()):
+        return math.nan
     return float((output == 0).all(dim=0).double().mean())
 
 
@@ -223,10 +283,23 @@ def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActiva
     The forward pass runs in the model's current mode (in training mode BatchNorm normalizes with
     the batch's statistics, and dropout drops), but the model is left exactly as found: running
     statistics, ``num_batches_tracked``, mode and the global random state are put back.
+
+    A ``nan`` in a layer's input or output gives that layer ``nan`` fractions (see
+    :func:`saturated_fraction` and :func:`dead_fraction`), never a made-up 0%.
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: for a model without ``blocks`` or without ``activation_name``, or an empty
+            batch.
     """
     records: list[tuple[torch.Tensor, torch.Tensor]] = []
     handles = []
-    blocks = _hidden_outputs(model)
+    blocks = _hidden_outputs(model, "activation_statistics")
+    _check_batch("activation_statistics", x)
+    name = getattr(model, "activation_name", None)
+    if name is None:
+        raise ValueError("activation_statistics needs a model that records its activation_name "
+                         f"(e.g. gradpath.models.DeepMLP); {type(model).__name__} has none")
 
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         records.append((inputs[0].detach().cpu(), output.detach().cpu()))
@@ -239,9 +312,6 @@ def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActiva
     finally:
         for h in handles:
             h.remove()
-    name = getattr(model, "activation_name", None)
-    if name is None:
-        raise ValueError("model must record its activation_name (e.g. gradpath.models.DeepMLP)")
     return [LayerActivations(z, a, saturated_fraction(name, z), dead_fraction(a))
             for z, a in records]
 
