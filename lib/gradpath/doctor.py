@@ -716,7 +716,14 @@ def accurate_norm(tensor: torch.Tensor) -> torch.Tensor:
     float16/bfloat16/float32 entries are accumulated in float64 (whose range holds the sum of
     squares of any finite float32 tensor); float64 tensors are scaled by their largest entry.
     A tensor with an inf/nan entry gets ``inf``/``nan``. Stays on the tensor's device.
+
+    Raises:
+        TypeError: if ``tensor`` is not a floating-point tensor.
     """
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        what = (f"dtype {tensor.dtype}" if isinstance(tensor, torch.Tensor)
+                else type(tensor).__name__)
+        raise TypeError(f"tensor must be a floating-point torch.Tensor, got {what}")
     t = tensor.detach()
     if t.is_sparse:
         t = t.coalesce().values()
@@ -1787,6 +1794,11 @@ def checkup(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor],
         raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(inputs, torch.Tensor) or (
+            isinstance(inputs, Sequence) and inputs
+            and all(isinstance(t, torch.Tensor) for t in inputs))):
+        raise TypeError(f"inputs must be a tensor or a non-empty sequence of tensors, got "
+                        f"{type(inputs).__name__}")
     patient = copy.deepcopy(model)
     patient.train()
     opt = _copy_optimizer(optimizer, model, patient)

@@ -524,7 +524,7 @@ def initialize_by_name_(model: nn.Module, pattern: str, scheme: str, *,
             raise ValueError(f"scheme {scheme!r} needs a positive scale, got None")
         check_finite_positive("scale", scale)
     check_generator("generator", generator)
-    if not isinstance(row_blocks, int) or row_blocks < 1:
+    if isinstance(row_blocks, bool) or not isinstance(row_blocks, int) or row_blocks < 1:
         raise ValueError(f"row_blocks must be a positive integer, got {row_blocks!r}")
     default_gain = math.sqrt(2.0) if scheme.startswith("he_") else 1.0
     if gain is None:
@@ -537,6 +537,9 @@ def initialize_by_name_(model: nn.Module, pattern: str, scheme: str, *,
             raise ValueError(f"gain has {len(gains)} entries but row_blocks is {row_blocks}")
     if not all(math.isfinite(g) and g > 0 for g in gains):
         raise ValueError(f"gain must be finite and positive, got {gain!r}")
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a regular expression (a string), got {pattern!r} "
+                        f"({type(pattern).__name__})")
     try:
         regex = re.compile(pattern)
     except re.error as error:

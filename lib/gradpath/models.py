@@ -144,9 +144,15 @@ class DeepMLP(nn.Module):
         Raises:
             ValueError: if the last dimension of ``x`` is not ``in_features`` (torch's own
                 message would be "mat1 and mat2 shapes cannot be multiplied").
+            TypeError: if ``x`` is not a floating-point tensor.
         """
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != self.in_features:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"DeepMLP needs a tensor input, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"DeepMLP needs a floating-point input, got x of dtype {x.dtype} "
+                            "(convert it with x.float())")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            shape = tuple(x.shape)
             raise ValueError(f"DeepMLP was built for {self.in_features} input features (x of shape "
                              f"(batch, {self.in_features})), got x of shape {shape}")
         for block in self.blocks:

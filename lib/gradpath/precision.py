@@ -169,6 +169,8 @@ def lost_update_threshold(weight: float = 1.0, dtype: torch.dtype | str = torch.
     """
     dt = resolve_dtype(dtype)
     weight = check_finite("weight", weight)
+    if not isinstance(decrease, bool):
+        raise TypeError(f"decrease must be True or False, got {decrease!r}")
     w = torch.tensor(weight, dtype=torch.float32).to(dt)
     if float(w) != weight:
         raise ValueError(f"weight {weight} is not a {format_name(dt)} number (it rounds to "

@@ -84,7 +84,13 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
 
     Uses ``model.weight_layers()`` when the model defines it (as :class:`gradpath.models.DeepMLP`
     does); otherwise every ``nn.Linear`` in registration order.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module``.
+        ValueError: if it has no ``nn.Linear`` layer (and no ``weight_layers``).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     listed = getattr(model, "weight_layers", None)
     if callable(listed):
         return list(listed())
@@ -117,7 +123,13 @@ def global_gradient_norm(model: nn.Module) -> float:
 
     Unlike ``torch.nn.utils.clip_grad_norm_``, which sums float32 squares, it is right for every
     finite gradient: entries of ``1e20`` give a finite norm, not ``inf``.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module``.
+        RuntimeError: if no parameter holds a gradient yet.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         raise RuntimeError("no gradients yet: call loss.backward() first")
@@ -317,8 +329,16 @@ def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActiva
 
 
 def first_nonfinite(values: Sequence[float]) -> int | None:
-    """Index of the first ``nan`` or ``inf`` in ``values``, or ``None`` if all are finite."""
+    """Index of the first ``nan`` or ``inf`` in ``values``, or ``None`` if all are finite.
+
+    Raises:
+        TypeError: if ``values`` is a string or holds something that is not a number.
+    """
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"values must be a sequence of numbers, got the string {values!r}")
     for i, v in enumerate(values):
+        if isinstance(v, (str, bytes)):
+            raise TypeError(f"values[{i}] must be a number, got {v!r}")
         if not math.isfinite(v):
             return i
     return None
@@ -408,6 +428,12 @@ def group_norms(norms: Mapping[str, float], key: str | Callable[[str], str | Non
         ValueError: if ``key`` is an invalid regular expression or no name falls into a group.
     """
     grouping: Callable[[str], str | None]
+    if not isinstance(key, str) and not callable(key):
+        raise TypeError(f"key must be a regular expression (a string) or a function of the name, "
+                        f"got {key!r} ({type(key).__name__})")
+    negative = [name for name, value in norms.items() if float(value) < 0]
+    if negative:
+        raise ValueError(f"a norm cannot be negative: {negative[0]} = {norms[negative[0]]!r}")
     if isinstance(key, str):
         regex = _compile(key)
         assert regex is not None
@@ -446,6 +472,11 @@ def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.T
         ValueError: if ``loss_fn`` does not return a scalar tensor.
         RuntimeError: as :func:`gradient_norms_by_name`.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function of no arguments returning the loss, got "
+                        f"{type(loss_fn).__name__}")
     saved_grads = {name: (None if p.grad is None else p.grad.detach().clone())
                    for name, p in model.named_parameters()}
     saved_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
@@ -467,6 +498,9 @@ def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.T
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
     if pattern is None:
         return None
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a regular expression (a string) or None, got "
+                        f"{pattern!r} ({type(pattern).__name__})")
     try:
         return re.compile(pattern)
     except re.error as error:

@@ -53,7 +53,12 @@ def geometric_mean(values: Sequence[float]) -> float:
 
     Returns ``0.0`` if any value is exactly zero (a gradient that underflowed), and ``nan`` if any
     value is negative or not finite.
+
+    Raises:
+        TypeError: if ``values`` is a string or holds something that is not a number.
     """
+    if isinstance(values, (str, bytes)) or any(isinstance(v, (str, bytes)) for v in values):
+        raise TypeError(f"values must be a sequence of numbers, got {values!r}")
     v = np.asarray(values, dtype=float)
     if v.size == 0 or np.any(~np.isfinite(v)) or np.any(v < 0):
         return float("nan")

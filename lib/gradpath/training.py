@@ -98,7 +98,13 @@ class TrainingHistory:
         return np.asarray(self.weight_norms, dtype=float)
 
     def final_loss(self, window: int = 10) -> float:
-        """Mean loss over the last ``window`` finite steps (``nan`` if there are none)."""
+        """Mean loss over the last ``window`` finite steps (``nan`` if there are none).
+
+        Raises:
+            TypeError, ValueError: unless ``window`` is a positive integer (``window=0`` would
+                otherwise average every step).
+        """
+        check_int("window", window, minimum=1)
         finite = [v for v in self.loss if math.isfinite(v)][-window:]
         return float(np.mean(finite)) if finite else math.nan
 
@@ -530,9 +536,18 @@ def relative_update_norms(before: list[torch.Tensor], after: list[torch.Tensor])
 
     Raises:
         ValueError: if the lists differ in length or a pair differs in shape.
+        TypeError: if an item is not a floating-point tensor.
     """
+    if isinstance(before, torch.Tensor) or isinstance(after, torch.Tensor):
+        raise TypeError("before and after must be lists of tensors (wrap one tensor as [t])")
+    before, after = list(before), list(after)
     if len(before) != len(after):
         raise ValueError(f"before has {len(before)} tensors, after has {len(after)}")
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        for name, t in (("before", b), ("after", a)):
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                what = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise TypeError(f"{name}[{i}] must be a floating-point tensor, got {what}")
     for b, a in zip(before, after, strict=True):
         if b.shape != a.shape:
             raise ValueError(f"shapes differ: {tuple(b.shape)} and {tuple(a.shape)}")
