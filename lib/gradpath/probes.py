@@ -197,7 +197,7 @@ def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             if not loss.requires_grad:
                 raise ValueError("the loss does not depend on the model's output (it needs no "
                                  "gradient): loss_fn must compute the loss from the output it is "
-                                 "given")
+                                 "given, outside torch.no_grad()")
             loss.reshape(()).backward()
         finally:
             for h in handles:
