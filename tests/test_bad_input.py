@@ -476,6 +476,9 @@ CASES: list[tuple[str, Callable[[], Any], Raises | Gives]] = [
     ("type-dataset-regression-integer-y",
      lambda: data.Dataset(_x(3), torch.zeros(3, 1, dtype=torch.int64), "regression"),
      raises(TypeError, "regression targets y must be floating point")),
+    ("valid-dataset-labels-per-step",
+     lambda: len(data.Dataset(_x(4), torch.zeros(4, 5, dtype=torch.int64), "classification", 3)),
+     equals(4)),
     ("silent-split-empty-train",
      lambda: _classes(4).split(0.999),
      raises(ValueError, "test_fraction=0.999 splits 4 examples into 0 for training and 4 for "

@@ -65,9 +65,6 @@ class Dataset:
             if self.y.is_floating_point() or self.y.is_complex() or self.y.dtype == torch.bool:
                 raise TypeError(f"classification targets y must be integer class indices "
                                 f"(int64), got dtype {self.y.dtype}")
-            if self.y.dim() != 1:
-                raise ValueError(f"classification targets y must have shape (examples,), got "
-                                 f"{tuple(self.y.shape)}")
             if self.y.numel():
                 low, high = int(self.y.min()), int(self.y.max())
                 if low < 0 or high >= self.classes:

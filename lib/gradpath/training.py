@@ -452,17 +452,18 @@ def check_fits(model: nn.Module, data: Dataset) -> None:
 def check_output(output: torch.Tensor, data: Dataset, y: torch.Tensor | None = None) -> None:
     """Raise ``ValueError`` unless the model's ``output`` fits the targets ``y`` (``data.y``).
 
-    A classifier's output must have shape (examples, at least ``data.classes``) (torch would fail
-    with "Target 7 is out of bounds"); a regression output must have exactly ``y``'s shape (the
+    A classifier's output must have shape (examples, at least ``data.classes``, ...), one more
+    dimension than ``y`` (torch would fail with "Target 7 is out of bounds"); a regression output must have exactly ``y``'s shape (the
     MSE loss would silently broadcast ``(N, 1)`` against ``(N,)`` into an ``(N, N)`` error).
     """
     target = data.y if y is None else y
     shape = tuple(output.shape)
     if data.task == "classification":
-        if output.dim() != 2 or shape[1] < data.classes:
+        if output.dim() != target.dim() + 1 or shape[1] < data.classes:
             raise ValueError(f"the model's output has shape {shape} but the data has "
-                             f"{data.classes} classes: a classifier needs shape (examples, "
-                             f"{data.classes})")
+                             f"{data.classes} classes and targets of shape "
+                             f"{tuple(target.shape)}: a classifier needs shape (examples, "
+                             f"{data.classes}{', ...' if target.dim() > 1 else ''})")
     elif shape != tuple(target.shape):
         raise ValueError(f"the model's output has shape {shape} but the targets y have shape "
                          f"{tuple(target.shape)}: they must match (MSE would broadcast them)")
