@@ -453,8 +453,9 @@ def check_output(output: torch.Tensor, data: Dataset, y: torch.Tensor | None = N
     """Raise ``ValueError`` unless the model's ``output`` fits the targets ``y`` (``data.y``).
 
     A classifier's output must have shape (examples, at least ``data.classes``, ...), one more
-    dimension than ``y`` (torch would fail with "Target 7 is out of bounds"); a regression output must have exactly ``y``'s shape (the
-    MSE loss would silently broadcast ``(N, 1)`` against ``(N,)`` into an ``(N, N)`` error).
+    dimension than ``y`` (torch would fail with "Target 7 is out of bounds"); a regression output
+    must have exactly ``y``'s shape (the MSE loss would silently broadcast ``(N, 1)`` against
+    ``(N,)`` into an ``(N, N)`` error).
     """
     target = data.y if y is None else y
     shape = tuple(output.shape)
