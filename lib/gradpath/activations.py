@@ -8,6 +8,7 @@ goes to zero for large inputs), and which initialization family suits it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -87,7 +88,13 @@ def derivative(name: str, x: torch.Tensor) -> torch.Tensor:
     itself, so it is what backpropagation really multiplies by.
     """
     activation = get_activation(name)
-    x = torch.as_tensor(x)
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"x must be a tensor or numbers, got {type(x).__name__}") from None
+    if x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     # enable_grad: callers such as probes.activation_statistics run under torch.no_grad().
@@ -99,9 +106,17 @@ def derivative(name: str, x: torch.Tensor) -> torch.Tensor:
 
 def max_derivative_on_grid(name: str, low: float = -10.0, high: float = 10.0,
                            points: int = 200_001) -> tuple[float, float]:
-    """Search a grid for the largest derivative; return ``(max f'(x), argmax x)``."""
-    if not high > low or points < 2:
-        raise ValueError("need high > low and at least 2 points")
+    """Search a grid for the largest derivative; return ``(max f'(x), argmax x)``.
+
+    Raises:
+        ValueError: unless ``low`` and ``high`` are finite with ``high > low`` and ``points`` is
+            an integer >= 2 (a bool is not).
+    """
+    if not (isinstance(low, (int, float)) and isinstance(high, (int, float))
+            and math.isfinite(low) and math.isfinite(high) and high > low):
+        raise ValueError(f"need finite low < high, got low={low!r}, high={high!r}")
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise ValueError(f"points must be an integer >= 2, got {points!r}")
     x = torch.linspace(low, high, points, dtype=torch.float64)
     d = derivative(name, x)
     i = int(torch.argmax(d))

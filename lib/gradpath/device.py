@@ -59,6 +59,9 @@ def limit_cpu_threads() -> int:
 
 
 def _choose(preference: str | None) -> torch.device:
+    if preference is not None and not isinstance(preference, str):
+        raise ValueError(f"unknown device {preference!r} ({type(preference).__name__}); valid "
+                         f"choices are {', '.join(VALID_DEVICES)} (or None to choose the best)")
     choice = preference if preference is not None else os.environ.get(DEVICE_ENV, "").strip()
     if choice:
         choice = choice.lower()
@@ -79,8 +82,11 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python's, NumPy's and PyTorch's random generators (CPU and GPU).
 
     Returns a fresh CPU ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
+
+    Raises:
+        ValueError: unless ``seed`` is a non-negative integer (a bool is not).
     """
-    if not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -716,7 +716,14 @@ def accurate_norm(tensor: torch.Tensor) -> torch.Tensor:
     float16/bfloat16/float32 entries are accumulated in float64 (whose range holds the sum of
     squares of any finite float32 tensor); float64 tensors are scaled by their largest entry.
     A tensor with an inf/nan entry gets ``inf``/``nan``. Stays on the tensor's device.
+
+    Raises:
+        TypeError: if ``tensor`` is not a floating-point tensor.
     """
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        what = (f"dtype {tensor.dtype}" if isinstance(tensor, torch.Tensor)
+                else type(tensor).__name__)
+        raise TypeError(f"tensor must be a floating-point torch.Tensor, got {what}")
     t = tensor.detach()
     if t.is_sparse:
         t = t.coalesce().values()
@@ -1777,8 +1784,9 @@ def checkup(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor],
         The doctor's :class:`Report` of the probe run.
 
     Raises:
-        ValueError: for ``steps < 1``, a non-callable ``loss_fn``, or an optimizer that does not
-            train this model; and whatever :class:`Doctor` raises for the model.
+        ValueError: for ``steps < 1``, a non-callable ``loss_fn``, a loss that is not a scalar
+            tensor depending on the model's output, or an optimizer that does not train this
+            model; and whatever :class:`Doctor` raises for the model.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -1786,6 +1794,11 @@ def checkup(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor],
         raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(inputs, torch.Tensor) or (
+            isinstance(inputs, Sequence) and inputs
+            and all(isinstance(t, torch.Tensor) for t in inputs))):
+        raise TypeError(f"inputs must be a tensor or a non-empty sequence of tensors, got "
+                        f"{type(inputs).__name__}")
     patient = copy.deepcopy(model)
     patient.train()
     opt = _copy_optimizer(optimizer, model, patient)
@@ -1798,6 +1811,14 @@ def checkup(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor],
             for _ in range(steps):
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(patient(*args), targets)
+                if not (isinstance(loss, torch.Tensor) and loss.numel() == 1
+                        and loss.requires_grad):
+                    shape = (tuple(loss.shape) if isinstance(loss, torch.Tensor)
+                             else type(loss).__name__)
+                    raise ValueError("loss_fn(model(inputs), targets) must return a scalar loss "
+                                     f"tensor computed from the model's output, got {shape}"
+                                     + ("" if not isinstance(loss, torch.Tensor)
+                                        or loss.requires_grad else " that needs no gradient"))
                 loss.backward()
                 doctor.step(loss)
                 opt.step()

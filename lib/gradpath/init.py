@@ -25,6 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gradpath._checks import (
+    check_finite_positive,
+    check_generator,
+    check_positive_int,
+    check_tensor,
+)
 from gradpath.activations import get_activation
 from gradpath.numerics import as_float64
 from gradpath.probes import preserved_state
@@ -42,12 +48,25 @@ INITIALIZATIONS = (
 
 
 def xavier_std(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
-    """Glorot & Bengio (2010): ``Var(W) = 2 / (fan_in + fan_out)``, times ``gain**2``."""
+    """Glorot & Bengio (2010): ``Var(W) = 2 / (fan_in + fan_out)``, times ``gain**2``.
+
+    Raises:
+        TypeError, ValueError: unless the fans are positive integers and ``gain`` is finite and
+            positive.
+    """
+    _check_fans(fan_in, fan_out)
+    gain = check_finite_positive("gain", gain)
     return gain * math.sqrt(2.0 / (fan_in + fan_out))
 
 
 def xavier_bound(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
-    """The uniform bound with Xavier's variance: ``gain * sqrt(6 / (fan_in + fan_out))``."""
+    """The uniform bound with Xavier's variance: ``gain * sqrt(6 / (fan_in + fan_out))``.
+
+    Raises:
+        TypeError, ValueError: as :func:`xavier_std`.
+    """
+    _check_fans(fan_in, fan_out)
+    gain = check_finite_positive("gain", gain)
     return gain * math.sqrt(6.0 / (fan_in + fan_out))
 
 
@@ -56,8 +75,19 @@ def he_std(fan_in: int, gain: float = math.sqrt(2.0)) -> float:
 
     ``fan_in`` is the fan the variance is kept for: the layer's fan-in (forward pass, the
     default mode) or its fan-out (``mode="fan_out"``, the backward pass).
+
+    Raises:
+        TypeError, ValueError: unless ``fan_in`` is a positive integer and ``gain`` is finite
+            and positive.
     """
+    check_positive_int("fan_in", fan_in)
+    gain = check_finite_positive("gain", gain)
     return gain / math.sqrt(fan_in)
+
+
+def _check_fans(fan_in: int, fan_out: int) -> None:
+    check_positive_int("fan_in", fan_in)
+    check_positive_int("fan_out", fan_out)
 
 
 FAN_MODES = ("fan_in", "fan_out")
@@ -71,11 +101,20 @@ def expected_weight_std(scheme: str, fan_in: int, fan_out: int, *, scale: float 
     whose default in :func:`initialize_` is the activation's gain: pass that one). Orthogonal
     rows (or columns, if there are more rows than columns) have unit norm, so an entry's
     variance is ``gain**2 / max(fan_in, fan_out)``. ``pytorch_default`` is
-    ``U(±1/sqrt(fan_in))``. ``mode`` picks He's fan. Raises ``ValueError`` for other schemes.
+    ``U(±1/sqrt(fan_in))``. ``mode`` picks He's fan.
+
+    Raises:
+        ValueError: for an unknown scheme or mode, non-positive fans, a missing, non-positive or
+            non-finite ``scale`` (uniform/normal) or ``gain``.
+        TypeError: for fans that are not integers, or a scale or gain that is not a number.
     """
+    _check_fans(fan_in, fan_out)
+    if gain is not None:
+        check_finite_positive("gain", gain)
     if scheme in ("uniform", "normal"):
-        if scale is None or not scale > 0:
-            raise ValueError(f"initialization {scheme!r} needs a positive scale, got {scale!r}")
+        if scale is None:
+            raise ValueError(f"initialization {scheme!r} needs a positive scale, got None")
+        scale = check_finite_positive("scale", scale)
         return uniform_std(scale) if scheme == "uniform" else scale
     if scheme in ("xavier_uniform", "xavier_normal"):
         return xavier_std(fan_in, fan_out, 1.0 if gain is None else gain)
@@ -124,18 +163,25 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
         mode: ``"fan_in"`` (default) or ``"fan_out"``: the fan He's variance is kept for.
 
     Raises:
-        ValueError: for an unknown scheme, activation or mode, a missing/non-positive
-            ``scale``, or a non-positive ``gain``.
+        ValueError: for an unknown scheme, activation or mode, a missing, non-positive or
+            non-finite ``scale`` (uniform/normal), a non-positive or non-finite ``gain``, or a
+            model with no ``nn.Linear`` layer (nothing would be initialized).
+        TypeError: for a model that is not an ``nn.Module``, a scale or gain that is not a
+            number, or a generator that is not a ``torch.Generator``.
     """
-    if scheme not in INITIALIZATIONS:
+    if not isinstance(scheme, str) or scheme not in INITIALIZATIONS:
         raise ValueError(
             f"unknown initialization {scheme!r}; valid choices are {', '.join(INITIALIZATIONS)}"
         )
-    if scheme in ("uniform", "normal") and (scale is None or not scale > 0):
-        raise ValueError(f"initialization {scheme!r} needs a positive scale, got {scale!r}")
-    if gain is not None and not (isinstance(gain, (int, float)) and gain > 0):
-        raise ValueError(f"gain must be a positive number, got {gain!r}")
+    if scheme in ("uniform", "normal"):
+        if scale is None:
+            raise ValueError(f"initialization {scheme!r} needs a positive scale, got None")
+        check_finite_positive("scale", scale)
+    if gain is not None:
+        check_finite_positive("gain", gain)
+    check_generator("generator", generator)
     _fan(1, 1, mode)  # validates mode
+    _linear_layers(model, "initialize_")
     act = get_activation(activation)
     param = 0.01 if act.gain_name == "leaky_relu" else None
     activation_gain = nn.init.calculate_gain(act.gain_name, param)  # type: ignore[arg-type]
@@ -183,16 +229,22 @@ def pytorch_default_bound(fan_in: int) -> float:
     ``sqrt(2 / (1 + 5)) = sqrt(1/3)`` times the uniform bound ``sqrt(3 / fan_in)``, i.e.
     ``1 / sqrt(fan_in)``. Its standard deviation is ``1 / sqrt(3 fan_in)``, a factor
     ``sqrt(6)`` below He's ``sqrt(2 / fan_in)``.
+
+    Raises:
+        TypeError: if ``fan_in`` is not an integer (a bool is not).
+        ValueError: if it is below 1.
     """
-    if not isinstance(fan_in, int) or fan_in < 1:
-        raise ValueError(f"fan_in must be a positive integer, got {fan_in!r}")
+    check_positive_int("fan_in", fan_in)
     return 1.0 / math.sqrt(fan_in)
 
 
 def uniform_std(bound: float) -> float:
-    """Standard deviation of ``U(-bound, bound)``: ``bound / sqrt(3)``."""
-    if not bound > 0:
-        raise ValueError(f"bound must be positive, got {bound!r}")
+    """Standard deviation of ``U(-bound, bound)``: ``bound / sqrt(3)``.
+
+    Raises:
+        ValueError: unless ``bound`` is finite and positive (TypeError if not a number).
+    """
+    bound = check_finite_positive("bound", bound)
     return bound / math.sqrt(3.0)
 
 
@@ -201,7 +253,13 @@ def standard_uniform_(model: nn.Module, generator: torch.Generator | None = None
 
     Every ``nn.Linear`` weight is drawn this way and every bias set to zero. (PyTorch's default
     draws the same weights but random biases.) Returns the model.
+
+    Raises:
+        ValueError: for a model with no ``nn.Linear`` layer.
+        TypeError: for a generator that is not a ``torch.Generator``.
     """
+    check_generator("generator", generator)
+    _linear_layers(model, "standard_uniform_")
     for module in model.modules():
         if isinstance(module, nn.Linear):
             bound = pytorch_default_bound(module.weight.shape[1])
@@ -235,13 +293,16 @@ class _StopForward(Exception):
     """Raised by a hook to end a forward pass once the layer being calibrated has run."""
 
 
-def _linear_layers(model: nn.Module) -> list[nn.Linear]:
+def _linear_layers(model: nn.Module, caller: str = "lsuv_") -> list[nn.Linear]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{caller} needs a torch.nn.Module, got {type(model).__name__}")
     if hasattr(model, "weight_layers"):
         layers = list(model.weight_layers())  # type: ignore[operator]
     else:
         layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not layers:
-        raise ValueError("model has no nn.Linear layers to initialize")
+        raise ValueError(f"{caller}: model {type(model).__name__} has no nn.Linear layers to "
+                         "initialize (use initialize_by_name_ for other parameters)")
     return layers
 
 
@@ -274,16 +335,27 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, tolerance: float = 0.1, max_iter
         generator: optional ``torch.Generator`` for the orthogonal draw.
 
     Raises:
-        ValueError: for a non-positive tolerance, fewer than one iteration, or fewer than two
-            examples in ``x``.
+        ValueError: for a non-positive or non-finite tolerance, fewer than one iteration, fewer
+            than two examples in ``x``, a model with no ``nn.Linear`` layer, or an ``x`` whose
+            feature count the model's first layer does not take.
+        TypeError: for a non-tensor ``x`` or a generator that is not a ``torch.Generator``.
     """
-    if not tolerance > 0:
-        raise ValueError(f"tolerance must be positive, got {tolerance!r}")
-    if not isinstance(max_iterations, int) or max_iterations < 1:
+    check_finite_positive("tolerance", tolerance)
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) \
+            or max_iterations < 1:
         raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}")
+    check_tensor("x", x)
     if x.dim() < 2 or x.shape[0] < 2:
-        raise ValueError("x must be a batch of at least 2 examples, shape (batch, features)")
+        raise ValueError("x must be a batch of at least 2 examples, shape (batch, features), got "
+                         f"shape {tuple(x.shape)}")
+    check_generator("generator", generator)
     layers = _linear_layers(model)
+    first = getattr(model, "in_features", None)
+    if not isinstance(first, int) and hasattr(model, "weight_layers"):
+        first = layers[0].in_features
+    if isinstance(first, int) and x.shape[-1] != first:
+        raise ValueError(f"x has {x.shape[-1]} features (shape {tuple(x.shape)}) but the model's "
+                         f"first layer takes {first}")
     if orthogonal_start:
         initialize_(model, "orthogonal", gain=1.0, generator=generator)
     variances: list[float] = []
@@ -377,6 +449,7 @@ def apply_recipe_(model: nn.Module, recipe: str, *, activation: str = "relu",
         ValueError: for an unknown recipe, or ``"lsuv"`` without ``x``.
     """
     r = get_recipe(recipe)
+    check_generator("generator", generator)
     if r.scheme == "lsuv":
         if x is None:
             raise ValueError("the 'lsuv' recipe calibrates on data: pass an input batch x")
@@ -444,11 +517,14 @@ def initialize_by_name_(model: nn.Module, pattern: str, scheme: str, *,
             scheme, rows not divisible by ``row_blocks``, a gain sequence of the wrong length, a
             non-positive gain, or a missing/non-positive ``scale``.
     """
-    if scheme not in NAMED_SCHEMES:
+    if not isinstance(scheme, str) or scheme not in NAMED_SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; valid choices are {', '.join(NAMED_SCHEMES)}")
-    if scheme in ("normal", "uniform") and (scale is None or not scale > 0):
-        raise ValueError(f"scheme {scheme!r} needs a positive scale, got {scale!r}")
-    if not isinstance(row_blocks, int) or row_blocks < 1:
+    if scheme in ("normal", "uniform"):
+        if scale is None:
+            raise ValueError(f"scheme {scheme!r} needs a positive scale, got None")
+        check_finite_positive("scale", scale)
+    check_generator("generator", generator)
+    if isinstance(row_blocks, bool) or not isinstance(row_blocks, int) or row_blocks < 1:
         raise ValueError(f"row_blocks must be a positive integer, got {row_blocks!r}")
     default_gain = math.sqrt(2.0) if scheme.startswith("he_") else 1.0
     if gain is None:
@@ -459,8 +535,11 @@ def initialize_by_name_(model: nn.Module, pattern: str, scheme: str, *,
         gains = [float(g) for g in gain]
         if len(gains) != row_blocks:
             raise ValueError(f"gain has {len(gains)} entries but row_blocks is {row_blocks}")
-    if not all(g > 0 for g in gains):
-        raise ValueError(f"gain must be positive, got {gain!r}")
+    if not all(math.isfinite(g) and g > 0 for g in gains):
+        raise ValueError(f"gain must be finite and positive, got {gain!r}")
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a regular expression (a string), got {pattern!r} "
+                        f"({type(pattern).__name__})")
     try:
         regex = re.compile(pattern)
     except re.error as error:

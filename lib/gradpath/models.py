@@ -8,11 +8,13 @@ is listed in order by :meth:`DeepMLP.weight_layers`.
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal, cast
 
 import torch
 from torch import nn
 
+from gradpath._checks import check_choice, check_generator, check_positive_int
 from gradpath.activations import get_activation
 from gradpath.init import initialize_
 
@@ -23,7 +25,14 @@ Normalization = Literal["batch", "layer", "group"] | None
 
 
 def make_norm(kind: str | None, width: int, groups: int = 8) -> nn.Module:
-    """Return the normalization module for ``kind`` (``None`` gives ``nn.Identity``)."""
+    """Return the normalization module for ``kind`` (``None`` gives ``nn.Identity``).
+
+    Raises:
+        ValueError: for an unknown kind, or a width the groups do not divide.
+        TypeError: for a width or group count that is not an integer.
+    """
+    check_choice("normalization", kind, NORMALIZATIONS)
+    check_positive_int("width", width)
     if kind is None:
         return nn.Identity()
     if kind == "batch":
@@ -31,6 +40,7 @@ def make_norm(kind: str | None, width: int, groups: int = 8) -> nn.Module:
     if kind == "layer":
         return nn.LayerNorm(width)
     if kind == "group":
+        check_positive_int("groups", groups)
         if width % groups:
             raise ValueError(f"group norm needs width divisible by {groups}, got {width}")
         return nn.GroupNorm(groups, width)
@@ -52,6 +62,8 @@ class Block(nn.Module):
     def __init__(self, in_features: int, out_features: int, activation: str,
                  norm: str | None = None, residual: bool = False, order: str = "post") -> None:
         super().__init__()
+        check_positive_int("in_features", in_features)
+        check_positive_int("out_features", out_features)
         if order not in RESIDUAL_ORDERS:
             raise ValueError(f"unknown residual order {order!r}; valid choices are "
                              f"{', '.join(RESIDUAL_ORDERS)}")
@@ -104,24 +116,45 @@ class DeepMLP(nn.Module):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features),
                             ("width", width)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(depth, int) or depth < 2:
+            check_positive_int(name, value)
+        if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+            raise TypeError(f"depth must be an integer >= 2 (input layer + head), got {depth!r}")
+        if depth < 2:
             raise ValueError(f"depth must be an integer >= 2 (input layer + head), got {depth!r}")
-        self.activation_name = get_activation(activation).name
+        depth = int(depth)
+        check_choice("normalization", norm, NORMALIZATIONS)
+        check_generator("generator", generator)
+        self.in_features: int = int(in_features)
+        self.activation_name: str = get_activation(activation).name
         blocks = [Block(in_features, width, activation, norm)]
         blocks += [Block(width, width, activation, norm, residual, residual_order)
                    for _ in range(depth - 2)]
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks: nn.ModuleList = nn.ModuleList(blocks)
         if final_norm and norm is None:
             raise ValueError("final_norm=True needs a norm ('batch', 'layer' or 'group')")
         self.final: nn.Module = (nn.Sequential(make_norm(norm, width),
                                                get_activation(activation).make())
                                  if final_norm else nn.Identity())
-        self.head = nn.Linear(width, out_features)
+        self.head: nn.Linear = nn.Linear(width, out_features)
         initialize_(self, init, scale=init_scale, activation=activation, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a batch of shape ``(batch, in_features)`` to ``(batch, out_features)``.
+
+        Raises:
+            ValueError: if the last dimension of ``x`` is not ``in_features`` (torch's own
+                message would be "mat1 and mat2 shapes cannot be multiplied").
+            TypeError: if ``x`` is not a floating-point tensor.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"DeepMLP needs a tensor input, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"DeepMLP needs a floating-point input, got x of dtype {x.dtype} "
+                            "(convert it with x.float())")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            shape = tuple(x.shape)
+            raise ValueError(f"DeepMLP was built for {self.in_features} input features (x of shape "
+                             f"(batch, {self.in_features})), got x of shape {shape}")
         for block in self.blocks:
             x = block(x)
         return self.head(self.final(x))

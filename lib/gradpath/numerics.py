@@ -159,8 +159,19 @@ def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
     Returns:
         One norm per tensor; ``inf`` or ``nan`` exactly when the tensor has an ``inf`` or ``nan``
         entry. Never raises because of the values.
+
+    Raises:
+        TypeError: if ``tensors`` is a single tensor rather than a sequence of them, or an item
+            is not a floating-point tensor.
     """
+    if isinstance(tensors, torch.Tensor):
+        raise TypeError("tensor_norms takes a sequence of tensors; for one tensor use "
+                        "tensor_norm(t) (or pass [t])")
     ts = list(tensors)
+    for i, t in enumerate(ts):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            what = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"tensors[{i}] must be a floating-point tensor, got {what}")
     if not ts:
         return []
     fast = _fast_norms(ts)
@@ -177,8 +188,21 @@ def combined_norm(norms: Sequence[float]) -> float:
 
     Computed with ``math.hypot`` (scaled, in float64), so it neither overflows nor underflows for
     finite inputs. ``nan`` if any norm is ``nan``, else ``inf`` if any is ``inf``.
+
+    Raises:
+        TypeError: if ``norms`` is a string or holds something that is not a number.
+        ValueError: for a negative norm.
     """
-    values = [float(n) for n in norms]
+    if isinstance(norms, (str, bytes)):
+        raise TypeError(f"norms must be a sequence of numbers, got the string {norms!r}")
+    values = []
+    for i, n in enumerate(norms):
+        if isinstance(n, (str, bytes, bool)):
+            raise TypeError(f"norms[{i}] must be a number, got {n!r}")
+        values.append(float(n))
+    negative = [v for v in values if v < 0]
+    if negative:
+        raise ValueError(f"a norm cannot be negative, got {negative[0]!r}")
     if any(math.isnan(v) for v in values):
         return math.nan
     return math.hypot(*values)
@@ -197,7 +221,18 @@ def as_float64(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def float64_statistics(tensor: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of all entries, accumulated in float64 (no overflow)."""
+    """Mean and standard deviation of all entries, accumulated in float64 (no overflow).
+
+    The standard deviation is ``nan`` for a single entry.
+
+    Raises:
+        ValueError: for an empty tensor (it has no mean).
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.numel() == 0:
+        raise ValueError(f"float64_statistics needs at least one entry, got shape "
+                         f"{tuple(tensor.shape)}")
     t = as_float64(tensor)
     return float(t.mean()), float(t.std()) if t.numel() > 1 else math.nan
 

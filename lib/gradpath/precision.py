@@ -28,6 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradpath._checks import (
+    check_finite,
+    check_finite_positive,
+    check_int,
+    check_real,
+    check_tensor,
+)
+
 # Names accepted for each format (the first is the canonical one).
 _ALIASES: dict[str, tuple[str, ...]] = {
     "float32": ("float32", "fp32", "float", "single"),
@@ -126,6 +134,7 @@ def ulp(x: float, dtype: torch.dtype | str) -> float:
         ValueError: if ``x`` is not finite or does not fit in the format.
     """
     info = format_info(dtype)
+    x = check_real("x", x)
     if not math.isfinite(x) or abs(x) > info.max:
         raise ValueError(f"x must be finite and at most {info.max} in {info.name}, got {x}")
     if abs(x) < info.smallest_normal:
@@ -159,6 +168,9 @@ def lost_update_threshold(weight: float = 1.0, dtype: torch.dtype | str = torch.
         ValueError: if ``weight`` is not representable in ``dtype`` (it must round to itself).
     """
     dt = resolve_dtype(dtype)
+    weight = check_finite("weight", weight)
+    if not isinstance(decrease, bool):
+        raise TypeError(f"decrease must be True or False, got {decrease!r}")
     w = torch.tensor(weight, dtype=torch.float32).to(dt)
     if float(w) != weight:
         raise ValueError(f"weight {weight} is not a {format_name(dt)} number (it rounds to "
@@ -239,7 +251,13 @@ def capture_gradients(model: nn.Module, closure: Callable[[], torch.Tensor], *,
     Raises:
         ValueError: if ``closure`` does not return a scalar tensor that requires grad, or no
             module matches.
+        TypeError: if ``model`` is not an ``nn.Module`` or ``closure`` is not callable.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(closure):
+        raise TypeError(f"closure must be a callable returning the loss, got "
+                        f"{type(closure).__name__}")
     named = [(n, m) for n, m in model.named_modules()
              if (module_types is None and not list(m.children()))
              or (module_types is not None and isinstance(m, tuple(module_types)))]
@@ -336,10 +354,11 @@ def cast_report(values: torch.Tensor, dtype: torch.dtype | str, scale: float = 1
 
     Raises:
         ValueError: if ``scale`` is not positive and finite, or there are no nonzero finite values.
+        TypeError: if ``values`` is not a floating-point tensor, or ``scale`` not a number.
     """
     info = format_info(dtype)
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be positive and finite, got {scale}")
+    check_tensor("values", values, floating=True)
+    scale = check_finite_positive("scale", scale)
     v = values.detach().float().flatten()
     v = v[torch.isfinite(v) & (v != 0)]
     if v.numel() == 0:
@@ -367,9 +386,19 @@ def cast_report(values: torch.Tensor, dtype: torch.dtype | str, scale: float = 1
 
 def scale_sweep(values: torch.Tensor, dtype: torch.dtype | str,
                 exponents: Sequence[int]) -> list[CastReport]:
-    """:func:`cast_report` for every loss scale ``2**k``, ``k`` in ``exponents``."""
+    """:func:`cast_report` for every loss scale ``2**k``, ``k`` in ``exponents``.
+
+    Raises:
+        TypeError: unless ``exponents`` is a sequence of integers (loss scales are powers of 2).
+        ValueError: if it is empty; as :func:`cast_report`.
+    """
+    if not isinstance(exponents, (Sequence, range)) or isinstance(exponents, str):
+        raise TypeError(f"exponents must be a sequence of integers such as range(0, 25, 2), got "
+                        f"{exponents!r}")
     if not exponents:
         raise ValueError("exponents is empty: pass e.g. range(0, 25, 2)")
+    for i, k in enumerate(exponents):
+        check_int(f"exponents[{i}]", k)
     return [cast_report(values, dtype, 2.0 ** k) for k in exponents]
 
 
@@ -394,6 +423,8 @@ class ScaleMonitor:
     """
 
     def __init__(self, scaler: torch.amp.GradScaler) -> None:
+        if not isinstance(scaler, torch.amp.GradScaler):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
         if not scaler.is_enabled():
             raise ValueError("the GradScaler is disabled (enabled=False): there is no scale to "
                              "record; monitor an enabled scaler")

@@ -29,6 +29,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from gradpath._checks import check_fraction, check_tensor
 from gradpath.activations import derivative, get_activation
 from gradpath.numerics import (
     as_float64,
@@ -83,7 +84,13 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
 
     Uses ``model.weight_layers()`` when the model defines it (as :class:`gradpath.models.DeepMLP`
     does); otherwise every ``nn.Linear`` in registration order.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module``.
+        ValueError: if it has no ``nn.Linear`` layer (and no ``weight_layers``).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     listed = getattr(model, "weight_layers", None)
     if callable(listed):
         return list(listed())
@@ -116,18 +123,33 @@ def global_gradient_norm(model: nn.Module) -> float:
 
     Unlike ``torch.nn.utils.clip_grad_norm_``, which sums float32 squares, it is right for every
     finite gradient: entries of ``1e20`` give a finite norm, not ``inf``.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module``.
+        RuntimeError: if no parameter holds a gradient yet.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         raise RuntimeError("no gradients yet: call loss.backward() first")
     return combined_norm(tensor_norms(grads))
 
 
-def _hidden_outputs(model: nn.Module) -> list[nn.Module]:
+def _hidden_outputs(model: nn.Module, caller: str) -> list[nn.Module]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{caller} needs a torch.nn.Module, got {type(model).__name__}")
     if hasattr(model, "blocks"):
         return list(cast(nn.ModuleList, model.blocks))
-    raise ValueError("backward_signal_norms needs a model with a `blocks` list "
-                     "(e.g. gradpath.models.DeepMLP)")
+    raise ValueError(f"{caller} needs a model with a `blocks` list (e.g. "
+                     f"gradpath.models.DeepMLP); {type(model).__name__} has none")
+
+
+def _check_batch(caller: str, x: torch.Tensor) -> None:
+    check_tensor("x", x, min_dim=1)
+    if x.shape[0] == 0:
+        raise ValueError(f"{caller}: x is an empty batch (shape {tuple(x.shape)}); pass at least "
+                         "one example")
 
 
 def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -142,7 +164,13 @@ def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
     Returns:
         One norm per block (``len(model.blocks)``), right for every finite gradient; ``nan`` for a
-        block the gradient did not reach.
+        block the gradient did not reach (a block the forward pass skipped).
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: for a model without ``blocks``, an empty batch, a loss that is not a scalar
+            tensor, or a loss that does not depend on the model's output (no gradient reached
+            any block: the norms would all be ``nan``, which is no measurement).
     """
     captured: dict[int, torch.Tensor] = {}
     handles = []
@@ -154,17 +182,31 @@ def backward_signal_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             output.register_hook(save)
         return hook
 
-    blocks = _hidden_outputs(model)
+    blocks = _hidden_outputs(model, "backward_signal_norms")
+    _check_batch("backward_signal_norms", x)
     with preserved_state(model):
         for i, block in enumerate(blocks):
             handles.append(block.register_forward_hook(keep(i)))
         try:
             model.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
+            loss = loss_fn(model(x), y)
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise ValueError(f"loss_fn must return a scalar loss tensor, got {shape}; reduce "
+                                 "it (e.g. .mean()) before the probe")
+            if not loss.requires_grad:
+                raise ValueError("the loss does not depend on the model's output (it needs no "
+                                 "gradient): loss_fn must compute the loss from the output it is "
+                                 "given, outside torch.no_grad()")
+            loss.reshape(()).backward()
         finally:
             for h in handles:
                 h.remove()
     reached = [i for i in range(len(blocks)) if i in captured]
+    if blocks and not reached:
+        raise ValueError("the loss does not depend on any block's output: no gradient reached "
+                         "the model, so there is nothing to measure (loss_fn must compute the "
+                         "loss from the output it is given)")
     norms = dict(zip(reached, tensor_norms([captured[i] for i in reached]), strict=True))
     return [norms.get(i, math.nan) for i in range(len(blocks))]
 
@@ -201,18 +243,48 @@ def saturated_fraction(activation: str, pre_activation: torch.Tensor,
     """Share of entries whose derivative ``f'(z)`` is below ``threshold × max f'``.
 
     For sigmoid and tanh this is saturation (|z| large); for ReLU it counts inputs below zero.
+
+    Returns:
+        A share in [0, 1]; ``nan`` if ``pre_activation`` holds a ``nan`` entry (a ``nan`` is
+        neither saturated nor not: the forward pass already broke). ``±inf`` entries count as
+        saturated wherever the derivative there is 0.
+
+    Raises:
+        TypeError: if ``pre_activation`` is not a tensor.
+        ValueError: for an unknown activation, a threshold outside (0, 1), or an empty tensor.
     """
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    check_fraction("threshold", threshold)
     act = get_activation(activation)
+    check_tensor("pre_activation", pre_activation)
+    if pre_activation.numel() == 0:
+        raise ValueError(f"pre_activation is empty (shape {tuple(pre_activation.shape)}): no "
+                         "entry to measure")
+    if bool(torch.isnan(pre_activation).any()):
+        return math.nan
     d = derivative(activation, pre_activation.detach().float())
     return float((d.abs() < threshold * act.max_derivative).double().mean())
 
 
 def dead_fraction(output: torch.Tensor) -> float:
-    """Share of units (columns) whose output is exactly zero for every example (row)."""
+    """Share of units (columns) whose output is exactly zero for every example (row).
+
+    Returns:
+        A share in [0, 1]; ``nan`` if ``output`` holds a ``nan`` entry (whether a unit that
+        outputs ``nan`` is dead cannot be told).
+
+    Raises:
+        TypeError: if ``output`` is not a tensor.
+        ValueError: unless ``output`` has shape (batch, units) with at least one example and one
+            unit (an empty batch says nothing about any unit).
+    """
+    check_tensor("output", output)
     if output.dim() != 2:
         raise ValueError(f"expected a (batch, units) tensor, got shape {tuple(output.shape)}")
+    if output.shape[0] == 0 or output.shape[1] == 0:
+        raise ValueError(f"output has shape {tuple(output.shape)}: dead_fraction needs at least "
+                         "one example (row) and one unit (column)")
+    if bool(torch.isnan(output).any()):
+        return math.nan
     return float((output == 0).all(dim=0).double().mean())
 
 
@@ -223,10 +295,23 @@ def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActiva
     The forward pass runs in the model's current mode (in training mode BatchNorm normalizes with
     the batch's statistics, and dropout drops), but the model is left exactly as found: running
     statistics, ``num_batches_tracked``, mode and the global random state are put back.
+
+    A ``nan`` in a layer's input or output gives that layer ``nan`` fractions (see
+    :func:`saturated_fraction` and :func:`dead_fraction`), never a made-up 0%.
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: for a model without ``blocks`` or without ``activation_name``, or an empty
+            batch.
     """
     records: list[tuple[torch.Tensor, torch.Tensor]] = []
     handles = []
-    blocks = _hidden_outputs(model)
+    blocks = _hidden_outputs(model, "activation_statistics")
+    _check_batch("activation_statistics", x)
+    name = getattr(model, "activation_name", None)
+    if name is None:
+        raise ValueError("activation_statistics needs a model that records its activation_name "
+                         f"(e.g. gradpath.models.DeepMLP); {type(model).__name__} has none")
 
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         records.append((inputs[0].detach().cpu(), output.detach().cpu()))
@@ -239,16 +324,21 @@ def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[LayerActiva
     finally:
         for h in handles:
             h.remove()
-    name = getattr(model, "activation_name", None)
-    if name is None:
-        raise ValueError("model must record its activation_name (e.g. gradpath.models.DeepMLP)")
     return [LayerActivations(z, a, saturated_fraction(name, z), dead_fraction(a))
             for z, a in records]
 
 
 def first_nonfinite(values: Sequence[float]) -> int | None:
-    """Index of the first ``nan`` or ``inf`` in ``values``, or ``None`` if all are finite."""
+    """Index of the first ``nan`` or ``inf`` in ``values``, or ``None`` if all are finite.
+
+    Raises:
+        TypeError: if ``values`` is a string or holds something that is not a number.
+    """
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"values must be a sequence of numbers, got the string {values!r}")
     for i, v in enumerate(values):
+        if isinstance(v, (str, bytes)):
+            raise TypeError(f"values[{i}] must be a number, got {v!r}")
         if not math.isfinite(v):
             return i
     return None
@@ -338,6 +428,12 @@ def group_norms(norms: Mapping[str, float], key: str | Callable[[str], str | Non
         ValueError: if ``key`` is an invalid regular expression or no name falls into a group.
     """
     grouping: Callable[[str], str | None]
+    if not isinstance(key, str) and not callable(key):
+        raise TypeError(f"key must be a regular expression (a string) or a function of the name, "
+                        f"got {key!r} ({type(key).__name__})")
+    negative = [name for name, value in norms.items() if float(value) < 0]
+    if negative:
+        raise ValueError(f"a norm cannot be negative: {negative[0]} = {norms[negative[0]]!r}")
     if isinstance(key, str):
         regex = _compile(key)
         assert regex is not None
@@ -376,6 +472,11 @@ def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.T
         ValueError: if ``loss_fn`` does not return a scalar tensor.
         RuntimeError: as :func:`gradient_norms_by_name`.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function of no arguments returning the loss, got "
+                        f"{type(loss_fn).__name__}")
     saved_grads = {name: (None if p.grad is None else p.grad.detach().clone())
                    for name, p in model.named_parameters()}
     saved_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
@@ -397,6 +498,9 @@ def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.T
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
     if pattern is None:
         return None
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a regular expression (a string) or None, got "
+                        f"{pattern!r} ({type(pattern).__name__})")
     try:
         return re.compile(pattern)
     except re.error as error:

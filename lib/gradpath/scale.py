@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gradpath._checks import check_device
+
 SCALE_ENV = "GRADPATH_SCALE"
 
 
@@ -47,8 +49,11 @@ def current_scale(device: torch.device | str | None = None) -> Scale:
     """The preset to use: ``GRADPATH_SCALE`` if set, else ``large`` on CUDA and ``small`` otherwise.
 
     Raises:
-        ValueError: if ``GRADPATH_SCALE`` names no preset.
+        ValueError: if ``GRADPATH_SCALE`` names no preset, or ``device`` is a string torch does
+            not know.
     """
+    if device is not None:
+        device = check_device("device", device)
     name = os.environ.get(SCALE_ENV, "").strip().lower()
     if name:
         if name not in SCALES:

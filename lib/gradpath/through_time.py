@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradpath._checks import check_int, check_tensor
+
 State = torch.Tensor | tuple[torch.Tensor, ...]
 Cell = Callable[[torch.Tensor, Any], Any]
 LossFn = Callable[[Any], torch.Tensor]
@@ -87,7 +89,7 @@ class TimeProfile:
         Raises:
             ValueError: if ``d`` is not in ``[0, T-1]``.
         """
-        if not isinstance(d, (int, np.integer)) or not 0 <= d < len(self):
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 0 <= d < len(self):
             raise ValueError(f"distance must be an integer in [0, {len(self) - 1}], got {d!r}")
         return float(self.norms[len(self) - 1 - int(d)])
 
@@ -106,6 +108,7 @@ class TimeProfile:
         Raises:
             ValueError: if fewer than two entries are usable.
         """
+        check_int("skip", skip, minimum=0)
         d = self.distance
         keep = np.isfinite(self.norms) & (self.norms > 0) & (d >= skip)
         if keep.sum() < 2:
@@ -170,6 +173,8 @@ def as_recurrence(model: nn.Module | Cell, *, time_dim: int | None = None) -> Re
             ``time_dim`` that contradicts a layer's ``batch_first``, or for anything that is
             neither a recurrent module nor callable.
     """
+    if time_dim is not None:
+        check_int("time_dim", time_dim)
     if isinstance(model, RECURRENT_LAYERS):
         layer = cast(nn.RNNBase, model)
         if layer.bidirectional:
@@ -225,7 +230,22 @@ def _flatten(state: State, batch_dim: int) -> torch.Tensor:
                       for p in _parts(state)], dim=1)
 
 
+def _check_call(model: Any, x: Any, time_dim: Any, dtype: Any = None, seed: Any = 0) -> None:
+    """The argument checks every public function here shares (before any copying)."""
+    if not callable(model):
+        raise ValueError(f"expected a recurrent module or a callable cell(x_t, state), got "
+                         f"{type(model).__name__}")
+    check_tensor("x", x)
+    if time_dim is not None:
+        check_int("time_dim", time_dim)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype (e.g. torch.float64) or "
+                        f"None, got {dtype!r}")
+    check_int("seed", seed, minimum=0)
+
+
 def _steps(x: torch.Tensor, time_dim: int) -> list[torch.Tensor]:
+    check_tensor("x", x)
     if x.dim() != 3:
         raise ValueError(f"expected a sequence of shape (batch, time, features) or "
                          f"(time, batch, features), got shape {tuple(x.shape)}")
@@ -233,6 +253,9 @@ def _steps(x: torch.Tensor, time_dim: int) -> list[torch.Tensor]:
         raise ValueError(f"time_dim={time_dim} is out of range for a {x.dim()}-d input")
     if x.shape[time_dim] < 1:
         raise ValueError("the sequence has no time steps")
+    if x.numel() == 0:
+        raise ValueError(f"x is empty (shape {tuple(x.shape)}): it needs at least one example "
+                         "and one feature")
     return list(x.unbind(time_dim))
 
 
@@ -334,6 +357,7 @@ def input_gradient_norms(model: nn.Module | Callable[[torch.Tensor], Any], x: to
     Returns:
         A :class:`TimeProfile` with ``per_example[b, t] = ‖∂L_b/∂x_{b,t}‖``.
     """
+    _check_call(model, x, time_dim, dtype, seed)
     if time_dim is None:
         time_dim = 0 if isinstance(model, RECURRENT_LAYERS) and not model.batch_first else 1
     _steps(x, time_dim)
@@ -372,7 +396,9 @@ def state_gradient_norms(model: nn.Module | Cell, x: torch.Tensor,
         dtype: as in :func:`input_gradient_norms`; a custom cell that is not an ``nn.Module``
             must accept inputs of this dtype (pass ``None`` to keep the input's own).
     """
+    _check_call(model, x, time_dim, dtype, seed)
     rec = as_recurrence(model, time_dim=time_dim)
+    _steps(x, rec.time_dim)
     work = _working_copy(model, dtype)
     with _quiet(_devices(x, model)):
         inp = x.detach().to(dtype) if dtype is not None else x.detach()
@@ -438,6 +464,7 @@ def state_jacobians(model: nn.Module | Cell, x: torch.Tensor, *, state: State | 
         A tensor of shape ``(T, batch, S, S)`` with ``J[t-1, b, i, j] = ∂s_t[b, i]/∂s_{t-1}[b, j]``,
         in ``dtype`` (or the input's dtype when ``dtype`` is ``None``).
     """
+    _check_call(model, x, time_dim, dtype)
     as_recurrence(model, time_dim=time_dim)                    # validates before copying
     work = _working_copy(model, dtype)
     rec = as_recurrence(work, time_dim=time_dim)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradpath._checks import check_choice, check_finite_positive, check_int
 from gradpath.data import Dataset
 from gradpath.numerics import (
     _exact_norms_on_device,
@@ -97,7 +98,13 @@ class TrainingHistory:
         return np.asarray(self.weight_norms, dtype=float)
 
     def final_loss(self, window: int = 10) -> float:
-        """Mean loss over the last ``window`` finite steps (``nan`` if there are none)."""
+        """Mean loss over the last ``window`` finite steps (``nan`` if there are none).
+
+        Raises:
+            TypeError, ValueError: unless ``window`` is a positive integer (``window=0`` would
+                otherwise average every step).
+        """
+        check_int("window", window, minimum=1)
         finite = [v for v in self.loss if math.isfinite(v)][-window:]
         return float(np.mean(finite)) if finite else math.nan
 
@@ -121,18 +128,32 @@ class TrainingHistory:
 
 
 def check_run_length(steps: int, checkpoints: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``steps >= 1`` and, if given, ``1 <= checkpoints <= steps``."""
-    if not isinstance(steps, int) or steps < 1:
+    """Raise ``ValueError`` unless ``steps >= 1`` and, if given, ``1 <= checkpoints <= steps``.
+
+    A bool is not a step count: ``steps=True`` raises (it would otherwise run one step).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if checkpoints is not None and (not isinstance(checkpoints, int)
+    if checkpoints is not None and (isinstance(checkpoints, bool)
+                                    or not isinstance(checkpoints, int)
                                     or not 1 <= checkpoints <= steps):
         raise ValueError(f"checkpoints must be an integer in [1, steps], got {checkpoints!r}")
 
 
 def make_optimizer(name: str, parameters: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Build an optimizer by name: one of :data:`OPTIMIZERS` (``momentum`` is SGD with 0.9)."""
-    if not lr > 0:
-        raise ValueError(f"learning rate must be positive, got {lr}")
+    """Build an optimizer by name: one of :data:`OPTIMIZERS` (``momentum`` is SGD with 0.9).
+
+    Raises:
+        ValueError: for an unknown name, a learning rate that is not finite and positive
+            (``inf`` and ``nan`` included), or no parameters.
+        TypeError: for a learning rate that is not a number.
+    """
+    check_choice("optimizer", name, OPTIMIZERS)
+    lr = check_finite_positive("lr", lr)
+    parameters = list(parameters)
+    if not parameters:
+        raise ValueError("make_optimizer got no parameters to optimize (is every parameter "
+                         "frozen, requires_grad=False?)")
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr)
     if name == "momentum":
@@ -148,6 +169,8 @@ def make_optimizer(name: str, parameters: list[nn.Parameter], lr: float) -> torc
 
 def loss_function(data: Dataset) -> nn.Module:
     """Cross-entropy for classification, mean squared error for regression."""
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a gradpath.data.Dataset, got {type(data).__name__}")
     return nn.CrossEntropyLoss() if data.task == "classification" else nn.MSELoss()
 
 
@@ -181,18 +204,36 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
 
     Returns:
         A :class:`TrainingHistory`. It never raises because training diverged.
+
+    Raises:
+        ValueError: for an empty data set, ``steps``, ``batch_size`` or ``record_every`` that
+            is not a positive integer (a bool is not), an ``lr``, ``clip_norm`` or
+            ``clip_value`` that is not finite and positive, an unknown optimizer, or a model
+            whose input or output does not fit the data (see :func:`check_fits` and
+            :func:`check_output`).
+        TypeError: if ``model`` is not an ``nn.Module`` or ``data`` not a ``Dataset``.
     """
     check_run_length(steps)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    loss_function(data)   # checks data's type
+    if len(data) == 0:
+        raise ValueError("data has no examples: there is nothing to train on")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_finite_positive("lr", lr)
+    check_int("seed", seed, minimum=0)
     for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+        if value is not None:
+            check_finite_positive(name, value)
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not (isinstance(batch_size, int) and batch_size >= 1)):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(record_every, int) or record_every < 1:
+    if isinstance(record_every, bool) or not isinstance(record_every, int) or record_every < 1:
         raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
     device = data.x.device
     model.to(device)
     model.train()
+    check_fits(model, data)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params, lr)
     criterion = loss_function(data)
@@ -208,7 +249,10 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
             idx = torch.randint(0, n, (batch_size,), generator=generator).to(device)
             x, y = data.x[idx], data.y[idx]
         opt.zero_grad(set_to_none=True)
-        loss = criterion(model(x), y)
+        out = model(x)
+        if step == 0:
+            check_output(out, data, y)
+        loss = criterion(out, y)
         loss.backward()
         if record_every == 1:
             if _host_step(recorder, plan, loss, clip_norm, clip_value):
@@ -390,16 +434,69 @@ def _device_step(plan: _MeasurementPlan, loss: torch.Tensor, clip_norm: float | 
                       clipped.reshape(1), finite.reshape(1), *layer_norms, weight_norms])
 
 
+def check_fits(model: nn.Module, data: Dataset) -> None:
+    """Raise ``ValueError`` unless ``model`` takes ``data.x``'s features.
+
+    Checked for models that state their input size as an integer ``in_features`` attribute
+    (:class:`gradpath.models.DeepMLP`, ``nn.Linear``), instead of torch's "mat1 and mat2 shapes
+    cannot be multiplied" from deep inside the forward pass. The output side is checked on the
+    first forward pass (:func:`check_output`).
+    """
+    expected = getattr(model, "in_features", None)
+    if isinstance(expected, int) and not isinstance(expected, bool) \
+            and data.x.shape[-1] != expected:
+        raise ValueError(f"the model takes {expected} input features but data.x has "
+                         f"{data.x.shape[-1]} (shape {tuple(data.x.shape)})")
+
+
+def check_output(output: torch.Tensor, data: Dataset, y: torch.Tensor | None = None) -> None:
+    """Raise ``ValueError`` unless the model's ``output`` fits the targets ``y`` (``data.y``).
+
+    A classifier's output must have shape (examples, at least ``data.classes``, ...), one more
+    dimension than ``y`` (torch would fail with "Target 7 is out of bounds"); a regression output
+    must have exactly ``y``'s shape (the MSE loss would silently broadcast ``(N, 1)`` against
+    ``(N,)`` into an ``(N, N)`` error).
+    """
+    target = data.y if y is None else y
+    shape = tuple(output.shape)
+    if data.task == "classification":
+        if output.dim() != target.dim() + 1 or shape[1] < data.classes:
+            raise ValueError(f"the model's output has shape {shape} but the data has "
+                             f"{data.classes} classes and targets of shape "
+                             f"{tuple(target.shape)}: a classifier needs shape (examples, "
+                             f"{data.classes}{', ...' if target.dim() > 1 else ''})")
+    elif shape != tuple(target.shape):
+        raise ValueError(f"the model's output has shape {shape} but the targets y have shape "
+                         f"{tuple(target.shape)}: they must match (MSE would broadcast them)")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset) -> dict[str, float]:
-    """Loss (and accuracy, for classification) of ``model`` on ``data``, in eval mode."""
+    """Loss (and accuracy, for classification) of ``model`` on ``data``, in eval mode.
+
+    The model's train/eval mode is put back afterwards, even if the forward pass fails.
+
+    Raises:
+        ValueError: for an empty data set, or a model that does not fit the data
+            (:func:`check_fits`, :func:`check_output`).
+        TypeError: if ``model`` is not an ``nn.Module`` or ``data`` not a ``Dataset``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    criterion = loss_function(data)
+    if len(data) == 0:
+        raise ValueError("data has no examples: the loss of an empty set is undefined")
+    check_fits(model, data)
     was_training = model.training
     model.eval()
-    out = model(data.x)
-    result = {"loss": float(loss_function(data)(out, data.y))}
-    if data.task == "classification":
-        result["accuracy"] = float((out.argmax(dim=1) == data.y).float().mean())
-    model.train(was_training)
+    try:
+        out = model(data.x)
+        check_output(out, data)
+        result = {"loss": float(criterion(out, data.y))}
+        if data.task == "classification":
+            result["accuracy"] = float((out.argmax(dim=1) == data.y).float().mean())
+    finally:
+        model.train(was_training)
     return result
 
 
@@ -418,10 +515,10 @@ def update_to_data_ratios(history: TrainingHistory, lr: float) -> np.ndarray:
     gradient gives ``inf``/``nan`` in its entries.
 
     Raises:
-        ValueError: for a non-positive ``lr`` or a history with no recorded step.
+        ValueError: for an ``lr`` that is not finite and positive, or a history with no
+            recorded step.
     """
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
+    check_finite_positive("lr", lr)
     if history.steps == 0:
         raise ValueError("history has no recorded step")
     grads = history.gradient_norm_matrix()
@@ -441,9 +538,18 @@ def relative_update_norms(before: list[torch.Tensor], after: list[torch.Tensor])
 
     Raises:
         ValueError: if the lists differ in length or a pair differs in shape.
+        TypeError: if an item is not a floating-point tensor.
     """
+    if isinstance(before, torch.Tensor) or isinstance(after, torch.Tensor):
+        raise TypeError("before and after must be lists of tensors (wrap one tensor as [t])")
+    before, after = list(before), list(after)
     if len(before) != len(after):
         raise ValueError(f"before has {len(before)} tensors, after has {len(after)}")
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        for name, t in (("before", b), ("after", a)):
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                what = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise TypeError(f"{name}[{i}] must be a floating-point tensor, got {what}")
     for b, a in zip(before, after, strict=True):
         if b.shape != a.shape:
             raise ValueError(f"shapes differ: {tuple(b.shape)} and {tuple(a.shape)}")
