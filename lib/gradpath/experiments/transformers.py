@@ -567,6 +567,36 @@ def build_models(variant: str, depth: int, seeds: Sequence[int], **sizes: Any
     return models
 
 
+def deepnorm_ablation(depth: int, seeds: Sequence[int], *, lr: float, warmup: int, steps: int,
+                      batch_size: int = 8, device: torch.device | str = "cpu"
+                      ) -> dict[str, np.ndarray]:
+    """Final training losses (one per seed) of DeepNorm with one of its two parts removed.
+
+    - ``"alpha only"``: the DeepNorm block ``LN(α x + F(x))`` with Xavier weights at gain 1
+      (no β);
+    - ``"beta only"``: DeepNorm's initialization (β on W_v, the output projection and the MLP)
+      in a plain post-LN block (α = 1).
+
+    Same learning rate, warm-up, steps, initial seeds and batches (data seed ``1000 + seed``) as
+    :func:`warmup_grid`, so the runs compare directly with ``warmup_grid("deepnorm", ...)``.
+    """
+    seeds = list(seeds)
+    parts = {
+        "alpha only": ([TokenTransformer(depth=depth, seed=s, init="xavier") for s in seeds],
+                       "deepnorm"),
+        "beta only": ([deepnorm_init_(TokenTransformer(depth=depth, seed=s), seed=s)
+                       for s in seeds], "post"),
+    }
+    out = {}
+    for label, (models, variant) in parts.items():
+        stacked = StackedTransformer.from_models(models, variant).to(device)
+        run = train_stacked(stacked, lrs=[lr] * len(seeds), warmups=[warmup] * len(seeds),
+                            data_seeds=[1000 + s for s in seeds], steps=steps,
+                            batch_size=batch_size)
+        out[label] = run.final_loss()
+    return out
+
+
 @dataclass
 class WarmupGrid:
     """Final losses of a learning-rate × warm-up × seed grid for one variant and depth.
@@ -616,6 +646,45 @@ def warmup_grid(variant: str, depth: int, *, lrs: Sequence[float], warmups: Sequ
     shape = (len(lrs), len(warmups), len(seeds))
     return WarmupGrid(variant, depth, list(lrs), list(warmups), list(seeds),
                       run.final_loss().reshape(shape), run.loss.reshape(*shape, steps))
+
+
+def schedule_runs(variant: str, depth: int, settings: Sequence[tuple[float, int]], *,
+                  seeds: Sequence[int], steps: int, batch_size: int = 8,
+                  device: torch.device | str = "cpu", **sizes: Any) -> np.ndarray:
+    """Loss curves of ``variant`` stacks trained at each ``(peak learning rate, warm-up)``.
+
+    Like :func:`warmup_grid` (same initial weights and batches for a given seed, data seed
+    ``1000 + seed``), but for a list of settings rather than a full grid, so a budget study
+    trains only the runs it needs. The schedule does not depend on ``steps``, so the first ``n``
+    steps of a run are the run a budget of ``n`` steps would have made.
+
+    Returns:
+        Array of shape (len(settings), len(seeds), steps): every step's training loss (``nan``
+        after a run broke).
+
+    Raises:
+        ValueError: for an empty list of settings or seeds.
+    """
+    settings, seeds = list(settings), list(seeds)
+    if not settings or not seeds:
+        raise ValueError("settings and seeds must each hold at least one entry")
+    runs = [(lr, w, s) for lr, w in settings for s in seeds]
+    models = build_models(variant, depth, [s for _, _, s in runs], **sizes)
+    stacked = StackedTransformer.from_models(models, variant).to(device)
+    run = train_stacked(stacked, lrs=[r[0] for r in runs], warmups=[r[1] for r in runs],
+                        data_seeds=[1000 + r[2] for r in runs], steps=steps,
+                        batch_size=batch_size)
+    return run.loss.reshape(len(settings), len(seeds), steps)
+
+
+def loss_at(loss: np.ndarray, budget: int, window: int = 10) -> np.ndarray:
+    """The mean loss over steps ``budget - window + 1 .. budget`` along the last axis: what a run
+    stopped after ``budget`` steps reports as its final loss (``inf`` where it broke)."""
+    if not 1 <= window <= budget <= loss.shape[-1]:
+        raise ValueError(f"need 1 <= window ({window}) <= budget ({budget}) <= "
+                         f"steps ({loss.shape[-1]})")
+    tail = loss[..., budget - window:budget]
+    return cast(np.ndarray, np.where(np.isfinite(tail).all(axis=-1), tail.mean(axis=-1), np.inf))
 
 
 # --------------------------------------------------------------------------- probes
@@ -694,18 +763,28 @@ def first_update_output_change(models: Sequence[TokenTransformer], variant: str 
 
 
 def plot_warmup_runs(*, depth: int, lr: float, warmup: int, steps: int = 150,
-                     seed: int = 0) -> Figure:
+                     seed: int = 0, seeds: Sequence[int] | None = None) -> Figure:
     """Train post-LN and pre-LN stacks of ``depth`` layers at ``lr``, with and without
-    ``warmup`` steps of linear warm-up, and draw the four loss curves (the live explorer)."""
+    ``warmup`` steps of linear warm-up, and draw the four loss curves (the live explorer).
+
+    With ``seeds`` (a list) every curve is the median over those seeds, step by step, as in the
+    chapter's figures; otherwise it is the single run of ``seed``.
+    """
     use_course_style()
     fig, ax = plt.subplots()
     curves = {}
+    run_seeds = list(seeds) if seeds is not None else [seed]
+    if not run_seeds:
+        raise ValueError("seeds must hold at least one seed")
     for variant in ("post", "pre"):
-        grid = warmup_grid(variant, depth, lrs=[lr], warmups=[0, warmup], seeds=[seed],
+        grid = warmup_grid(variant, depth, lrs=[lr], warmups=[0, warmup], seeds=run_seeds,
                            steps=steps)
         for j, w in enumerate(grid.warmups):
             label = f"{variant}-LN, " + (f"warm-up {w}" if w else "no warm-up")
-            curves[label] = list(grid.loss[0, j, 0])
-    plot_training_curves(curves, ax=ax, title=f"{depth} layers, learning rate {lr:g}")
+            curves[label] = list(np.median(grid.loss[0, j], axis=0))
+    title = f"{depth} layers, learning rate {lr:g}"
+    if len(run_seeds) > 1:
+        title += f" (median of {len(run_seeds)} seeds)"
+    plot_training_curves(curves, ax=ax, title=title)
     ax.axhline(math.log(10), ls=":", color="gray")
     return fig
