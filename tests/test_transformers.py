@@ -335,5 +335,9 @@ def test_loss_at_is_the_final_loss_of_a_shorter_budget():
 
 def test_deepnorm_ablation_runs_each_part_alone():
     parts = deepnorm_ablation(2, [0, 1], lr=1e-3, warmup=1, steps=2)
-    assert set(parts) == {"alpha only", "beta only"}
-    assert all(v.shape == (2,) and np.isfinite(v).all() for v in parts.values())
+    assert set(parts) == {"post", "deepnorm", "alpha only", "beta only"}
+    assert all(v.shape == (2, 2) and np.isfinite(v).all() for v in parts.values())
+    grid = warmup_grid("deepnorm", 2, lrs=[1e-3], warmups=[1], seeds=[0, 1], steps=2)
+    np.testing.assert_allclose(parts["deepnorm"], grid.loss[0, 0], rtol=1e-5)
+    with pytest.raises(ValueError, match="seeds"):
+        deepnorm_ablation(2, [], lr=1e-3, warmup=1, steps=2)
