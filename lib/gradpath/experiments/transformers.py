@@ -13,7 +13,9 @@
   block also has the DeepNorm (Wang et al. 2022) and ReZero (Bachlechner et al. 2020) variants.
 - :func:`train_stacked` trains all runs at once with Adam written out (each run its own learning
   rate and linear warm-up), and :func:`warmup_grid` sweeps learning rates and warm-up for post-LN
-  and pre-LN stacks (Xiong et al. 2020).
+  and pre-LN stacks (Xiong et al. 2020); :func:`schedule_runs` trains a list of settings for a
+  budget study, read at several budgets with :func:`loss_at`, and :func:`deepnorm_ablation` trains
+  DeepNorm with each of its two parts alone.
 - :func:`layer_gradient_norms`, :func:`stream_statistics` and :func:`first_update_output_change`
   are the probes: per-layer gradient norms by parameter name, the size of the residual stream,
   and how much one optimizer step changes the output (Liu et al. 2020).
