@@ -341,3 +341,24 @@ def test_deepnorm_ablation_runs_each_part_alone():
     np.testing.assert_allclose(parts["deepnorm"], grid.loss[0, 0], rtol=1e-5)
     with pytest.raises(ValueError, match="seeds"):
         deepnorm_ablation(2, [], lr=1e-3, warmup=1, steps=2)
+
+
+def test_moment_only_steps_gather_the_second_moment_before_any_update():
+    models = _models(depth=1)
+    same = [StackedTransformer.from_models(models) for _ in range(2)]
+    a = train_stacked(same[0], lrs=[1e-3] * 2, warmups=[0, 2], data_seeds=[0, 1], steps=3,
+                      moment_only=[0, 0])
+    b = train_stacked(same[1], lrs=[1e-3] * 2, warmups=[0, 2], data_seeds=[0, 1], steps=3)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)                # K = 0: plain Adam
+    frozen = StackedTransformer.from_models(models)
+    start = [p.detach().clone() for p in frozen.parameters()]
+    run = train_stacked(frozen, lrs=[1e-3] * 2, warmups=[0, 0], data_seeds=[0, 0], steps=2,
+                        moment_only=[2, 0])
+    assert np.isfinite(run.loss).all()
+    for p, p0 in zip(frozen.parameters(), start, strict=True):
+        assert torch.equal(p[0], p0[0])                 # run 0 has not moved yet
+    assert any(not torch.equal(p[1], p0[1]) for p, p0 in zip(frozen.parameters(), start,
+                                                             strict=True))
+    with pytest.raises(ValueError, match="moment_only"):
+        train_stacked(frozen, lrs=[1e-3] * 2, warmups=[0, 0], data_seeds=[0, 0], steps=1,
+                      moment_only=[1])

@@ -476,16 +476,28 @@ def warmup_factor(step: int, warmup: torch.Tensor) -> torch.Tensor:
                        torch.ones_like(warmup))
 
 
+def warmup_factor_per_run(step: torch.Tensor, warmup: torch.Tensor) -> torch.Tensor:
+    """:func:`warmup_factor` with a (1-based) step count per run."""
+    return torch.where(warmup > 0, (step / warmup.clamp(min=1)).clamp(max=1.0),
+                       torch.ones_like(warmup))
+
+
 def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: Sequence[int],
                   data_seeds: Sequence[int], steps: int, batch_size: int = 8,
                   betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-8,
-                  length: int | None = None) -> StackedRun:
+                  length: int | None = None,
+                  moment_only: Sequence[int] | None = None) -> StackedRun:
     """Train every run of ``model`` on the reversal task, each with its own learning rate.
 
     Adam, written out (identical to ``torch.optim.Adam`` with these betas, checked in the tests),
     with run ``r``'s step size ``lrs[r] · min(1, t / warmups[r])`` at step ``t``: a linear warm-up
     over ``warmups[r]`` steps, then constant. Runs with the same data seed see the same batches.
     betas (0.9, 0.98) are Vaswani et al.'s.
+
+    ``moment_only[r] = K`` makes run ``r``'s first ``K`` steps update only Adam's second-moment
+    estimate (no parameter and no first-moment update), as in the "Adam-2k" ablation of Liu et
+    al. (2020, the RAdam paper): the run starts updating at step ``K + 1`` with a second moment
+    averaged over ``K`` more gradients, and its bias corrections and warm-up count from there.
 
     Raises:
         ValueError: if the per-run lists do not all have ``model.runs`` entries, a learning rate
@@ -501,6 +513,9 @@ def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: S
         raise ValueError(f"warm-up lengths must be >= 0, got {list(warmups)}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if moment_only is not None and (len(moment_only) != runs
+                                    or not all(k >= 0 for k in moment_only)):
+        raise ValueError(f"moment_only must hold {runs} entries >= 0, got {list(moment_only)}")
     device = model.embed_weight.device
     vocab, max_length = model.embed_weight.shape[1], model.position.shape[1]
     length = length or max_length
@@ -514,6 +529,9 @@ def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: S
     losses = np.full((runs, steps), np.nan)
     first_nonfinite: list[int | None] = [None] * runs
     beta1, beta2 = betas
+    skip = torch.tensor(list(moment_only) if moment_only is not None else [0] * runs,
+                        device=device)
+    skip_any = bool((skip > 0).any())
     for step in range(1, steps + 1):
         batches = {s: reversal_batch(g, batch_size, length, vocab) for s, g in generators.items()}
         x = torch.stack([batches[s][0] for s in data_seeds]).to(device)
@@ -539,16 +557,22 @@ def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: S
             losses[:, step - 1] = np.where(alive.cpu().numpy(), loss.detach().cpu().numpy(),
                                            np.nan)
             # Adam (Kingma & Ba 2015), every parameter at once, each run with its own step size.
-            torch._foreach_mul_(first_moment, beta1)
-            torch._foreach_add_(first_moment, grads, alpha=1 - beta1)
             torch._foreach_mul_(second_moment, beta2)
             torch._foreach_addcmul_(second_moment, grads, grads, value=1 - beta2)
+            updates_done = step - skip                   # this step's count of real updates
+            active = updates_done > 0
+            if skip_any:                                 # runs still gathering the 2nd moment
+                grads = [g * active.reshape((-1,) + (1,) * (g.dim() - 1)) for g in grads]
+            torch._foreach_mul_(first_moment, beta1)
+            torch._foreach_add_(first_moment, grads, alpha=1 - beta1)
             denom = torch._foreach_div(second_moment, 1 - beta2 ** step)
             torch._foreach_sqrt_(denom)
             torch._foreach_add_(denom, eps)
             update = list(torch._foreach_div(first_moment, denom))
-            step_size = torch.where(alive, lr * warmup_factor(step, warmup), 0.0)
-            step_size = step_size / (1 - beta1 ** step)
+            count = updates_done.clamp(min=1).to(torch.float32)
+            step_size = torch.where(alive & active, lr * warmup_factor_per_run(count, warmup),
+                                    0.0)
+            step_size = step_size / (1 - beta1 ** count)
             torch._foreach_mul_(update, [step_size.reshape((-1,) + (1,) * (p.dim() - 1))
                                          for p in params])
             torch._foreach_sub_(params, update)
@@ -662,10 +686,12 @@ def warmup_grid(variant: str, depth: int, *, lrs: Sequence[float], warmups: Sequ
                       run.final_loss().reshape(shape), run.loss.reshape(*shape, steps))
 
 
-def schedule_runs(variant: str, depth: int, settings: Sequence[tuple[float, int]], *,
+def schedule_runs(variant: str, depth: int, settings: Sequence[tuple[float, ...]], *,
                   seeds: Sequence[int], steps: int, batch_size: int = 8,
                   device: torch.device | str = "cpu", **sizes: Any) -> np.ndarray:
-    """Loss curves of ``variant`` stacks trained at each ``(peak learning rate, warm-up)``.
+    """Loss curves of ``variant`` stacks trained at each ``(peak learning rate, warm-up)`` or
+    ``(peak learning rate, warm-up, second-moment-only steps)`` (``moment_only`` of
+    :func:`train_stacked`; 0 when left out).
 
     Like :func:`warmup_grid` (same initial weights and batches for a given seed, data seed
     ``1000 + seed``), but for a list of settings rather than a full grid, so a budget study
@@ -682,12 +708,16 @@ def schedule_runs(variant: str, depth: int, settings: Sequence[tuple[float, int]
     settings, seeds = list(settings), list(seeds)
     if not settings or not seeds:
         raise ValueError("settings and seeds must each hold at least one entry")
-    runs = [(lr, w, s) for lr, w in settings for s in seeds]
-    models = build_models(variant, depth, [s for _, _, s in runs], **sizes)
+    if any(len(setting) not in (2, 3) for setting in settings):
+        raise ValueError(f"each setting is (lr, warmup) or (lr, warmup, moment_only), "
+                         f"got {settings!r}")
+    full = [(float(t[0]), int(t[1]), int(t[2]) if len(t) == 3 else 0) for t in settings]
+    runs = [(lr, w, k, s) for lr, w, k in full for s in seeds]
+    models = build_models(variant, depth, [r[3] for r in runs], **sizes)
     stacked = StackedTransformer.from_models(models, variant).to(device)
     run = train_stacked(stacked, lrs=[r[0] for r in runs], warmups=[r[1] for r in runs],
-                        data_seeds=[1000 + r[2] for r in runs], steps=steps,
-                        batch_size=batch_size)
+                        data_seeds=[1000 + r[3] for r in runs], steps=steps,
+                        batch_size=batch_size, moment_only=[r[2] for r in runs])
     return run.loss.reshape(len(settings), len(seeds), steps)
 
 
