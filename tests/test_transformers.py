@@ -14,13 +14,16 @@ from gradpath.experiments.transformers import (
     TokenTransformer,
     attention,
     build_models,
+    deepnorm_ablation,
     deepnorm_constants,
     deepnorm_init_,
     first_update_output_change,
     layer_gradient_norms,
+    loss_at,
     path_sensitivity,
     plot_warmup_runs,
     reversal_batch,
+    schedule_runs,
     softmax_saturation,
     stream_statistics,
     train_stacked,
@@ -299,3 +302,63 @@ def test_first_update_output_change_leaves_the_models_alone():
 def test_plot_warmup_runs_draws_four_curves():
     fig = plot_warmup_runs(depth=1, lr=1e-3, warmup=2, steps=3)
     assert len(fig.axes[0].get_lines()) >= 4
+    fig = plot_warmup_runs(depth=1, lr=1e-3, warmup=2, steps=3, seeds=[0, 1])
+    assert "median of 2 seeds" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="seeds"):
+        plot_warmup_runs(depth=1, lr=1e-3, warmup=2, steps=3, seeds=[])
+
+
+def test_schedule_runs_are_the_grid_runs_and_prefixes_are_shorter_budgets():
+    settings = [(1e-2, 0), (3e-3, 2)]
+    losses = schedule_runs("post", 1, settings, seeds=[0, 1], steps=4, **SIZES)
+    assert losses.shape == (2, 2, 4)
+    grid = warmup_grid("post", 1, lrs=[1e-2, 3e-3], warmups=[0, 2], seeds=[0, 1], steps=4,
+                       **SIZES)
+    np.testing.assert_allclose(losses[0], grid.loss[0, 0], rtol=1e-5)
+    np.testing.assert_allclose(losses[1], grid.loss[1, 1], rtol=1e-5)
+    short = schedule_runs("post", 1, settings, seeds=[0, 1], steps=2, **SIZES)
+    np.testing.assert_allclose(short, losses[..., :2], rtol=1e-5)
+    with pytest.raises(ValueError, match="settings"):
+        schedule_runs("post", 1, [], seeds=[0], steps=2, **SIZES)
+
+
+def test_loss_at_is_the_final_loss_of_a_shorter_budget():
+    loss = np.arange(12, dtype=float).reshape(1, 12)
+    assert loss_at(loss, 12, window=4)[0] == pytest.approx(np.mean([8, 9, 10, 11]))
+    assert loss_at(loss, 5, window=2)[0] == pytest.approx(3.5)
+    broken = loss.copy()
+    broken[0, 10] = np.nan
+    assert loss_at(broken, 12, window=4)[0] == np.inf and np.isfinite(loss_at(broken, 9, 4)[0])
+    with pytest.raises(ValueError, match="budget"):
+        loss_at(loss, 13)
+
+
+def test_deepnorm_ablation_runs_each_part_alone():
+    parts = deepnorm_ablation(2, [0, 1], lr=1e-3, warmup=1, steps=2)
+    assert set(parts) == {"post", "deepnorm", "alpha only", "beta only"}
+    assert all(v.shape == (2, 2) and np.isfinite(v).all() for v in parts.values())
+    grid = warmup_grid("deepnorm", 2, lrs=[1e-3], warmups=[1], seeds=[0, 1], steps=2)
+    np.testing.assert_allclose(parts["deepnorm"], grid.loss[0, 0], rtol=1e-5)
+    with pytest.raises(ValueError, match="seeds"):
+        deepnorm_ablation(2, [], lr=1e-3, warmup=1, steps=2)
+
+
+def test_moment_only_steps_gather_the_second_moment_before_any_update():
+    models = _models(depth=1)
+    same = [StackedTransformer.from_models(models) for _ in range(2)]
+    a = train_stacked(same[0], lrs=[1e-3] * 2, warmups=[0, 2], data_seeds=[0, 1], steps=3,
+                      moment_only=[0, 0])
+    b = train_stacked(same[1], lrs=[1e-3] * 2, warmups=[0, 2], data_seeds=[0, 1], steps=3)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)                # K = 0: plain Adam
+    frozen = StackedTransformer.from_models(models)
+    start = [p.detach().clone() for p in frozen.parameters()]
+    run = train_stacked(frozen, lrs=[1e-3] * 2, warmups=[0, 0], data_seeds=[0, 0], steps=2,
+                        moment_only=[2, 0])
+    assert np.isfinite(run.loss).all()
+    for p, p0 in zip(frozen.parameters(), start, strict=True):
+        assert torch.equal(p[0], p0[0])                 # run 0 has not moved yet
+    assert any(not torch.equal(p[1], p0[1]) for p, p0 in zip(frozen.parameters(), start,
+                                                             strict=True))
+    with pytest.raises(ValueError, match="moment_only"):
+        train_stacked(frozen, lrs=[1e-3] * 2, warmups=[0, 0], data_seeds=[0, 0], steps=1,
+                      moment_only=[1])

@@ -13,7 +13,9 @@
   block also has the DeepNorm (Wang et al. 2022) and ReZero (Bachlechner et al. 2020) variants.
 - :func:`train_stacked` trains all runs at once with Adam written out (each run its own learning
   rate and linear warm-up), and :func:`warmup_grid` sweeps learning rates and warm-up for post-LN
-  and pre-LN stacks (Xiong et al. 2020).
+  and pre-LN stacks (Xiong et al. 2020); :func:`schedule_runs` trains a list of settings for a
+  budget study, read at several budgets with :func:`loss_at`, and :func:`deepnorm_ablation` trains
+  DeepNorm with each of its two parts alone.
 - :func:`layer_gradient_norms`, :func:`stream_statistics` and :func:`first_update_output_change`
   are the probes: per-layer gradient norms by parameter name, the size of the residual stream,
   and how much one optimizer step changes the output (Liu et al. 2020).
@@ -474,16 +476,28 @@ def warmup_factor(step: int, warmup: torch.Tensor) -> torch.Tensor:
                        torch.ones_like(warmup))
 
 
+def warmup_factor_per_run(step: torch.Tensor, warmup: torch.Tensor) -> torch.Tensor:
+    """:func:`warmup_factor` with a (1-based) step count per run."""
+    return torch.where(warmup > 0, (step / warmup.clamp(min=1)).clamp(max=1.0),
+                       torch.ones_like(warmup))
+
+
 def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: Sequence[int],
                   data_seeds: Sequence[int], steps: int, batch_size: int = 8,
                   betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-8,
-                  length: int | None = None) -> StackedRun:
+                  length: int | None = None,
+                  moment_only: Sequence[int] | None = None) -> StackedRun:
     """Train every run of ``model`` on the reversal task, each with its own learning rate.
 
     Adam, written out (identical to ``torch.optim.Adam`` with these betas, checked in the tests),
     with run ``r``'s step size ``lrs[r] · min(1, t / warmups[r])`` at step ``t``: a linear warm-up
     over ``warmups[r]`` steps, then constant. Runs with the same data seed see the same batches.
     betas (0.9, 0.98) are Vaswani et al.'s.
+
+    ``moment_only[r] = K`` makes run ``r``'s first ``K`` steps update only Adam's second-moment
+    estimate (no parameter and no first-moment update), as in the "Adam-2k" ablation of Liu et
+    al. (2020, the RAdam paper): the run starts updating at step ``K + 1`` with a second moment
+    averaged over ``K`` more gradients, and its bias corrections and warm-up count from there.
 
     Raises:
         ValueError: if the per-run lists do not all have ``model.runs`` entries, a learning rate
@@ -499,6 +513,9 @@ def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: S
         raise ValueError(f"warm-up lengths must be >= 0, got {list(warmups)}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if moment_only is not None and (len(moment_only) != runs
+                                    or not all(k >= 0 for k in moment_only)):
+        raise ValueError(f"moment_only must hold {runs} entries >= 0, got {list(moment_only)}")
     device = model.embed_weight.device
     vocab, max_length = model.embed_weight.shape[1], model.position.shape[1]
     length = length or max_length
@@ -512,6 +529,9 @@ def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: S
     losses = np.full((runs, steps), np.nan)
     first_nonfinite: list[int | None] = [None] * runs
     beta1, beta2 = betas
+    skip = torch.tensor(list(moment_only) if moment_only is not None else [0] * runs,
+                        device=device)
+    skip_any = bool((skip > 0).any())
     for step in range(1, steps + 1):
         batches = {s: reversal_batch(g, batch_size, length, vocab) for s, g in generators.items()}
         x = torch.stack([batches[s][0] for s in data_seeds]).to(device)
@@ -537,16 +557,22 @@ def train_stacked(model: StackedTransformer, *, lrs: Sequence[float], warmups: S
             losses[:, step - 1] = np.where(alive.cpu().numpy(), loss.detach().cpu().numpy(),
                                            np.nan)
             # Adam (Kingma & Ba 2015), every parameter at once, each run with its own step size.
-            torch._foreach_mul_(first_moment, beta1)
-            torch._foreach_add_(first_moment, grads, alpha=1 - beta1)
             torch._foreach_mul_(second_moment, beta2)
             torch._foreach_addcmul_(second_moment, grads, grads, value=1 - beta2)
+            updates_done = step - skip                   # this step's count of real updates
+            active = updates_done > 0
+            if skip_any:                                 # runs still gathering the 2nd moment
+                grads = [g * active.reshape((-1,) + (1,) * (g.dim() - 1)) for g in grads]
+            torch._foreach_mul_(first_moment, beta1)
+            torch._foreach_add_(first_moment, grads, alpha=1 - beta1)
             denom = torch._foreach_div(second_moment, 1 - beta2 ** step)
             torch._foreach_sqrt_(denom)
             torch._foreach_add_(denom, eps)
             update = list(torch._foreach_div(first_moment, denom))
-            step_size = torch.where(alive, lr * warmup_factor(step, warmup), 0.0)
-            step_size = step_size / (1 - beta1 ** step)
+            count = updates_done.clamp(min=1).to(torch.float32)
+            step_size = torch.where(alive & active, lr * warmup_factor_per_run(count, warmup),
+                                    0.0)
+            step_size = step_size / (1 - beta1 ** count)
             torch._foreach_mul_(update, [step_size.reshape((-1,) + (1,) * (p.dim() - 1))
                                          for p in params])
             torch._foreach_sub_(params, update)
@@ -565,6 +591,48 @@ def build_models(variant: str, depth: int, seeds: Sequence[int], **sizes: Any
         for m, s in zip(models, seeds, strict=True):
             deepnorm_init_(m, seed=s)
     return models
+
+
+def deepnorm_ablation(depth: int, seeds: Sequence[int], *, lr: float, warmup: int, steps: int,
+                      batch_size: int = 8, device: torch.device | str = "cpu"
+                      ) -> dict[str, np.ndarray]:
+    """Loss curves of post-LN, DeepNorm, and DeepNorm with one of its two parts removed.
+
+    - ``"post"``: the plain post-LN stack (PyTorch's initialization, α = 1);
+    - ``"deepnorm"``: the full recipe (:func:`build_models` with ``"deepnorm"``);
+    - ``"alpha only"``: the DeepNorm block ``LN(α x + F(x))`` with Xavier weights at gain 1
+      (no β);
+    - ``"beta only"``: DeepNorm's initialization (β on W_v, the output projection and the MLP)
+      in a plain post-LN block (α = 1).
+
+    Same learning rate, warm-up, steps, initial seeds and batches (data seed ``1000 + seed``) as
+    :func:`warmup_grid`, so ``"post"`` and ``"deepnorm"`` are the runs ``warmup_grid`` makes;
+    the four groups train in two stacks (one per block), which is cheaper than four.
+
+    Returns:
+        ``{group: array of shape (len(seeds), steps)}``, every step's training loss.
+    """
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    stacks = {
+        "post": {"post": build_models("post", depth, seeds),
+                 "beta only": [deepnorm_init_(TokenTransformer(depth=depth, seed=s), seed=s)
+                               for s in seeds]},
+        "deepnorm": {"deepnorm": build_models("deepnorm", depth, seeds),
+                     "alpha only": [TokenTransformer(depth=depth, seed=s, init="xavier")
+                                    for s in seeds]},
+    }
+    out: dict[str, np.ndarray] = {}
+    for variant, groups in stacks.items():
+        models = [m for group in groups.values() for m in group]
+        stacked = StackedTransformer.from_models(models, variant).to(device)
+        run = train_stacked(stacked, lrs=[lr] * len(models), warmups=[warmup] * len(models),
+                            data_seeds=[1000 + s for _ in groups for s in seeds], steps=steps,
+                            batch_size=batch_size)
+        for k, label in enumerate(groups):
+            out[label] = run.loss[k * len(seeds):(k + 1) * len(seeds)]
+    return out
 
 
 @dataclass
@@ -616,6 +684,51 @@ def warmup_grid(variant: str, depth: int, *, lrs: Sequence[float], warmups: Sequ
     shape = (len(lrs), len(warmups), len(seeds))
     return WarmupGrid(variant, depth, list(lrs), list(warmups), list(seeds),
                       run.final_loss().reshape(shape), run.loss.reshape(*shape, steps))
+
+
+def schedule_runs(variant: str, depth: int, settings: Sequence[tuple[float, ...]], *,
+                  seeds: Sequence[int], steps: int, batch_size: int = 8,
+                  device: torch.device | str = "cpu", **sizes: Any) -> np.ndarray:
+    """Loss curves of ``variant`` stacks trained at each ``(peak learning rate, warm-up)`` or
+    ``(peak learning rate, warm-up, second-moment-only steps)`` (``moment_only`` of
+    :func:`train_stacked`; 0 when left out).
+
+    Like :func:`warmup_grid` (same initial weights and batches for a given seed, data seed
+    ``1000 + seed``), but for a list of settings rather than a full grid, so a budget study
+    trains only the runs it needs. The schedule does not depend on ``steps``, so the first ``n``
+    steps of a run are the run a budget of ``n`` steps would have made.
+
+    Returns:
+        Array of shape (len(settings), len(seeds), steps): every step's training loss (``nan``
+        after a run broke).
+
+    Raises:
+        ValueError: for an empty list of settings or seeds.
+    """
+    settings, seeds = list(settings), list(seeds)
+    if not settings or not seeds:
+        raise ValueError("settings and seeds must each hold at least one entry")
+    if any(len(setting) not in (2, 3) for setting in settings):
+        raise ValueError(f"each setting is (lr, warmup) or (lr, warmup, moment_only), "
+                         f"got {settings!r}")
+    full = [(float(t[0]), int(t[1]), int(t[2]) if len(t) == 3 else 0) for t in settings]
+    runs = [(lr, w, k, s) for lr, w, k in full for s in seeds]
+    models = build_models(variant, depth, [r[3] for r in runs], **sizes)
+    stacked = StackedTransformer.from_models(models, variant).to(device)
+    run = train_stacked(stacked, lrs=[r[0] for r in runs], warmups=[r[1] for r in runs],
+                        data_seeds=[1000 + r[3] for r in runs], steps=steps,
+                        batch_size=batch_size, moment_only=[r[2] for r in runs])
+    return run.loss.reshape(len(settings), len(seeds), steps)
+
+
+def loss_at(loss: np.ndarray, budget: int, window: int = 10) -> np.ndarray:
+    """The mean loss over steps ``budget - window + 1 .. budget`` along the last axis: what a run
+    stopped after ``budget`` steps reports as its final loss (``inf`` where it broke)."""
+    if not 1 <= window <= budget <= loss.shape[-1]:
+        raise ValueError(f"need 1 <= window ({window}) <= budget ({budget}) <= "
+                         f"steps ({loss.shape[-1]})")
+    tail = loss[..., budget - window:budget]
+    return cast(np.ndarray, np.where(np.isfinite(tail).all(axis=-1), tail.mean(axis=-1), np.inf))
 
 
 # --------------------------------------------------------------------------- probes
@@ -694,18 +807,28 @@ def first_update_output_change(models: Sequence[TokenTransformer], variant: str 
 
 
 def plot_warmup_runs(*, depth: int, lr: float, warmup: int, steps: int = 150,
-                     seed: int = 0) -> Figure:
+                     seed: int = 0, seeds: Sequence[int] | None = None) -> Figure:
     """Train post-LN and pre-LN stacks of ``depth`` layers at ``lr``, with and without
-    ``warmup`` steps of linear warm-up, and draw the four loss curves (the live explorer)."""
+    ``warmup`` steps of linear warm-up, and draw the four loss curves (the live explorer).
+
+    With ``seeds`` (a list) every curve is the median over those seeds, step by step, as in the
+    chapter's figures; otherwise it is the single run of ``seed``.
+    """
     use_course_style()
     fig, ax = plt.subplots()
     curves = {}
+    run_seeds = list(seeds) if seeds is not None else [seed]
+    if not run_seeds:
+        raise ValueError("seeds must hold at least one seed")
     for variant in ("post", "pre"):
-        grid = warmup_grid(variant, depth, lrs=[lr], warmups=[0, warmup], seeds=[seed],
+        grid = warmup_grid(variant, depth, lrs=[lr], warmups=[0, warmup], seeds=run_seeds,
                            steps=steps)
         for j, w in enumerate(grid.warmups):
             label = f"{variant}-LN, " + (f"warm-up {w}" if w else "no warm-up")
-            curves[label] = list(grid.loss[0, j, 0])
-    plot_training_curves(curves, ax=ax, title=f"{depth} layers, learning rate {lr:g}")
+            curves[label] = list(np.median(grid.loss[0, j], axis=0))
+    title = f"{depth} layers, learning rate {lr:g}"
+    if len(run_seeds) > 1:
+        title += f" (median of {len(run_seeds)} seeds)"
+    plot_training_curves(curves, ax=ax, title=title)
     ax.axhline(math.log(10), ls=":", color="gray")
     return fig
