@@ -23,6 +23,7 @@ from gradpath.experiments.normalization import (
     norm_label,
     normalization_grid,
     plot_normalization_comparison,
+    population_statistics_,
     prediction_spread,
     smooth,
     train_and_probe,
@@ -283,3 +284,33 @@ def test_train_and_probe_records_update_ratios_on_request():
     run = train_and_probe(model, data, steps=5, lr=0.1, batch_size=32, record_updates=True)
     assert len(run.update_ratio) == 5 and all(len(r) == 3 for r in run.update_ratio)
     assert 0 < run.median_update_ratio() < 1 and 0 < run.median_update_ratio(0) < 1
+
+
+def test_grid_keeps_models_and_population_statistics():
+    data = _data(120)
+    train, test = data.split(0.25, seed=0)
+    grid = normalization_grid(train, test, norms=["batch"], batch_sizes=[4], depth=3, width=8,
+                              steps=5, lr=0.05, keep_models=True)
+    model = grid[("batch", 4)].model
+    assert model is not None
+    assert normalization_grid(train, test, norms=[None], batch_sizes=[4], depth=3, width=8,
+                              steps=2, lr=0.05)[("none", 4)].model is None
+    weights = [p.detach().clone() for p in model.parameters()]
+    population_statistics_(model, train.x)
+    assert not model.training
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
+    first = next(m for m in model.modules() if isinstance(m, nn.BatchNorm1d))
+    assert first.momentum == 0.1
+    # the first batch-norm layer now holds the exact statistics of its input over the whole set
+    seen = []
+    hook = first.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+    model.train()
+    with torch.no_grad():
+        model(train.x)
+    hook.remove()
+    assert torch.allclose(first.running_mean, seen[0].mean(0), atol=1e-5)
+    assert torch.allclose(first.running_var, seen[0].var(0), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="no batch-norm"):
+        population_statistics_(DeepMLP(8, 3, width=8, depth=3), train.x)
+    with pytest.raises(ValueError, match="two examples"):
+        population_statistics_(model, train.x[:1])

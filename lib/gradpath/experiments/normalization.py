@@ -594,12 +594,14 @@ class NormalizationRun:
         batch_size: examples per training step.
         loss: training loss per step.
         test_accuracy: accuracy on the test set in evaluation mode.
+        model: the trained network, if :func:`normalization_grid` was asked to keep it.
     """
 
     norm: str
     batch_size: int
     loss: list[float]
     test_accuracy: float
+    model: nn.Module | None = None
 
 
 def norm_label(norm: str | None) -> str:
@@ -614,11 +616,13 @@ def normalization_grid(train_data: Dataset, test_data: Dataset, *,
                        norms: Sequence[str | None], batch_sizes: Sequence[int], depth: int,
                        width: int, steps: int, lr: float, activation: str = "relu",
                        init: str = "he_normal", optimizer: str = "sgd",
-                       seed: int = 0) -> dict[tuple[str, int], NormalizationRun]:
+                       seed: int = 0,
+                       keep_models: bool = False) -> dict[tuple[str, int], NormalizationRun]:
     """Train one :class:`~gradpath.models.DeepMLP` per (normalization, batch size) pair.
 
     Every run starts from the same seed and takes the same number of steps. Returns
-    ``{(norm label, batch size): NormalizationRun}``.
+    ``{(norm label, batch size): NormalizationRun}``; with ``keep_models=True`` each run also
+    holds its trained network (``run.model``), for controls run after training.
     """
     if not norms or not batch_sizes:
         raise ValueError("need at least one normalization and one batch size")
@@ -636,7 +640,8 @@ def normalization_grid(train_data: Dataset, test_data: Dataset, *,
         run = train_and_probe(model, train_data, steps=steps, lr=lr, batch_size=batch_size,
                               optimizer=optimizer, seed=seed)
         accuracy = evaluate(model, test_data).get("accuracy", math.nan)
-        results[(label, batch_size)] = NormalizationRun(label, batch_size, run.loss, accuracy)
+        results[(label, batch_size)] = NormalizationRun(label, batch_size, run.loss, accuracy,
+                                                        model if keep_models else None)
     return results
 
 
@@ -681,3 +686,32 @@ def plot_normalization_comparison(train_data: Dataset, test_data: Dataset, *, ba
                           for r in results.values()}, ax=ax,
                          title=f"{activation}, depth {depth}, batch size {batch_size}")
     return fig
+
+
+def population_statistics_(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Replace every batch-norm layer's running statistics by the exact statistics of ``x``.
+
+    Resets the running mean and variance, switches to a cumulative average (``momentum=None``)
+    and passes ``x`` through the model once, in training mode, as a single batch: each layer's
+    running statistics are then the mean and (unbiased) variance of its input over all of ``x``,
+    with every layer below normalized the same way. The model is left in evaluation mode, with
+    its original momentum; weights are not touched. Use it on a copy: it changes the model.
+
+    Raises:
+        ValueError: if the model has no batch-norm layer, or ``x`` has fewer than two rows.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        raise ValueError("the model has no batch-norm layer")
+    if x.shape[0] < 2:
+        raise ValueError(f"x needs at least two examples, got {x.shape[0]}")
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m, momentum in zip(layers, momenta, strict=True):
+        m.momentum = momentum
+    return model.eval()
