@@ -106,3 +106,26 @@ def test_teacher_regression_is_the_documented_target():
             teacher_regression(*bad)
     with pytest.raises(ValueError, match="noise >= 0"):
         teacher_regression(4, 4, noise=-1e-9)
+
+
+def test_to_moves_both_tensors_and_split_keeps_the_device():
+    data = teacher_regression(8, 3)
+    moved = data.to("meta")                           # a device every machine has
+    assert moved.x.device.type == "meta" and moved.y.device.type == "meta"
+    assert (moved.task, moved.classes, moved.x.shape) == ("regression", 0, (8, 3))
+
+
+def test_split_defaults_to_seed_zero():
+    data = teacher_classification(40, 3, 3)
+    for a, b in zip(data.split(), data.split(0.25, seed=0), strict=True):
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert not torch.equal(data.split()[0].y, data.split(0.25, seed=1)[0].y)
+
+
+def test_digits_without_scikit_learn_says_how_to_get_it(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)   # import fails
+    with pytest.raises(ImportError, match=r"^digits\(\) needs scikit-learn, which ships the data "
+                                          r"set: pip install 'gradpath\[book\]' \(or "
+                                          r"scikit-learn\)$"):
+        digits()
