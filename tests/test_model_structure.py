@@ -55,6 +55,9 @@ def test_the_pre_norm_acts_on_the_input_width():
     assert block.norm.num_features == 6
     wide = Block(6, 9, "relu", norm="batch")
     assert wide.norm.num_features == 9
+    plain_pre = Block(6, 9, "relu", norm="batch", order="pre")   # "pre" matters only with a skip
+    assert plain_pre.norm.num_features == 9
+    assert plain_pre(X).shape == (5, 9)
 
 
 def test_block_errors_name_the_problem():
@@ -101,6 +104,9 @@ def test_deep_mlp_structure_follows_its_docstring():
     assert all(isinstance(b.norm, nn.Identity) and not b.residual for b in plain.blocks)
     defaults = DeepMLP(6, 3)
     assert len(defaults.weight_layers()) == 10 and defaults.head.in_features == 64
+    assert not any(b.residual for b in defaults.blocks)          # no skips unless asked
+    assert all(b.order == "post" for b in DeepMLP(6, 3, width=8, depth=4,
+                                                      residual=True).blocks[1:])
 
 
 def test_forward_is_the_blocks_then_final_then_head():
