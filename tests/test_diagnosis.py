@@ -111,6 +111,7 @@ def test_a_zero_last_layer_gives_an_infinite_ratio_and_a_unit_one_an_exact_ratio
 
 
 def test_fewer_than_two_layers_is_refused():
+    assert diagnose_gradients([0.5, 0.25]) == Diagnosis("healthy", 2.0, [])   # two is enough
     with pytest.raises(ValueError, match="^need the gradient norms of at least two layers"):
         diagnose_gradients([1.0])
     with pytest.raises(ValueError, match="at least two layers"):
