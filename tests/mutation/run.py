@@ -48,7 +48,8 @@ def mutmut_table(conf: dict, module: str) -> str:
         f'only_mutate = ["src/gradpath/{module}.py"]',
         f"pytest_add_cli_args = {json.dumps(conf['pytest_args'])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(['tests/' + t for t in tests])}",
-        f"timeout_multiplier = {conf.get('timeout_multiplier', 5.0)}",
+        f"timeout_multiplier = {conf.get('timeout_multiplier', 4.0)}",
+        f"timeout_constant = {conf.get('timeout_constant', 10.0)}",
         "use_git_change_detection = false",
     ]
     return "\n".join(lines) + "\n"
@@ -118,13 +119,22 @@ def report(modules: list[str]) -> None:
 
 
 def survivors(module: str) -> None:
+    """Print the diff of every mutant of ``module`` that no test caught (one process)."""
     c = counts(module)
     if c is None:
         print(f"{module}: not run")
         return
-    mutmut = Path(sys.executable).with_name("mutmut")
-    for name in c["survived"] + c["not run"]:
-        subprocess.call([str(mutmut), "show", name], cwd=WORK / module, env=_env())
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    os.chdir(WORK / module)
+    path = Path("src") / "gradpath" / f"{module}.py"
+    for status in ("survived", "not run"):
+        for name in c[status]:
+            print(f"# {name}: {status}")
+            try:
+                print(get_diff_for_mutant(name, path=path))
+            except Exception as exc:  # noqa: BLE001 - a diff that cannot be shown is reported
+                print(f"(no diff: {exc})")
 
 
 def main() -> None:
