@@ -12,6 +12,7 @@ equivalent (no test can tell them from the original) are explained in tests/muta
     python tests/mutation/run.py diagnosis init  # some modules
     python tests/mutation/run.py --report        # only print the scores of earlier runs
     python tests/mutation/run.py --survivors diagnosis   # each survivor's diff
+    python tests/mutation/run.py --rerun init    # only the survivors, against today's tests
 
 Not part of ``make test`` or CI: a module takes minutes to an hour on a busy 2-core machine.
 """
@@ -85,6 +86,29 @@ def run_module(conf: dict, module: str, jobs: int) -> int:
     return code
 
 
+def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
+    """Run the survivors of an earlier run again against the current tests (no restaging of the
+    mutants: the library is unchanged, only tests were added)."""
+    c = counts(module)
+    if c is None:
+        print(f"{module}: no earlier run; run it first")
+        return 1
+    work = WORK / module
+    for target in (work / "tests", work / "mutants" / "tests"):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", target,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "mutation"))
+    (work / "pyproject.toml").write_text(mutmut_table(conf, module))
+    shutil.copy(work / "pyproject.toml", work / "mutants" / "pyproject.toml")
+    names = c["survived"] + c["not run"]
+    print(f"== {module}: {len(names)} survivors again", flush=True)
+    if not names:
+        return 0
+    mutmut = Path(sys.executable).with_name("mutmut")
+    return subprocess.call([str(mutmut), "run", "--max-children", str(jobs), *names], cwd=work,
+                           env=_env())
+
+
 def counts(module: str) -> dict[str, list[str]] | None:
     meta = WORK / module / "mutants" / "src" / "gradpath" / f"{module}.py.meta"
     if not meta.exists():
@@ -143,6 +167,8 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", default=conf["modules"])
     parser.add_argument("--report", action="store_true", help="only print earlier scores")
     parser.add_argument("--survivors", action="store_true", help="show each survivor's diff")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run only the earlier survivors again, against the current tests")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in conf["tests"]]
@@ -152,7 +178,10 @@ def main() -> None:
         for module in args.modules:
             survivors(module)
         return
-    if not args.report:
+    if args.rerun:
+        for module in args.modules:
+            rerun_survivors(conf, module, args.jobs)
+    elif not args.report:
         for module in args.modules:
             run_module(conf, module, args.jobs)
     report(args.modules)
