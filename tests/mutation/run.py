@@ -104,13 +104,28 @@ def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
     print(f"== {module}: {len(names)} survivors again", flush=True)
     if not names:
         return 0
+    meta = _meta(module)
+    before = json.loads(meta.read_text())["exit_code_by_key"]
     mutmut = Path(sys.executable).with_name("mutmut")
-    return subprocess.call([str(mutmut), "run", "--max-children", str(jobs), *names], cwd=work,
+    code = subprocess.call([str(mutmut), "run", "--max-children", str(jobs), *names], cwd=work,
                            env=_env())
+    # a changed test selection makes mutmut forget every verdict; keep the earlier ones of the
+    # mutants not run again (they were caught, and tests were only added since)
+    data = json.loads(meta.read_text())
+    rerun = set(names)
+    for name, old in before.items():
+        if name not in rerun and data["exit_code_by_key"].get(name) is None:
+            data["exit_code_by_key"][name] = old
+    meta.write_text(json.dumps(data))
+    return code
+
+
+def _meta(module: str) -> Path:
+    return WORK / module / "mutants" / "src" / "gradpath" / f"{module}.py.meta"
 
 
 def counts(module: str) -> dict[str, list[str]] | None:
-    meta = WORK / module / "mutants" / "src" / "gradpath" / f"{module}.py.meta"
+    meta = _meta(module)
     if not meta.exists():
         return None
     codes = json.loads(meta.read_text())["exit_code_by_key"]
