@@ -120,3 +120,70 @@ def test_lsuv_on_a_plain_module_and_on_one_without_linear_layers():
     assert float(model(x).detach().var()) == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ValueError, match=r"^model has no nn.Linear layers to initialize$"):
         lsuv_(nn.Sequential(nn.Tanh()), x)
+
+
+def test_initialize_draws_each_value_scheme_with_the_generator():
+    layer = nn.Linear(5, 4)
+    initialize_(layer, "uniform", scale=0.3, generator=torch.Generator().manual_seed(1))
+    expected = torch.empty(4, 5).uniform_(-0.3, 0.3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(layer.weight.detach(), expected) and not layer.bias.any()
+    initialize_(layer, "normal", scale=0.3, generator=torch.Generator().manual_seed(1))
+    expected = torch.empty(4, 5).normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(layer.weight.detach(), expected)
+    initialize_(layer, "xavier_uniform", gain=2.0, generator=torch.Generator().manual_seed(1))
+    expected = torch.empty(4, 5)
+    nn.init.xavier_uniform_(expected, gain=2.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(layer.weight.detach(), expected, rtol=1e-6, atol=0)
+    for scheme in ("uniform", "normal"):
+        for scale in (None, 0.0):
+            with pytest.raises(ValueError, match=rf"^initialization '{scheme}' needs a positive "
+                                                 rf"scale, got {scale!r}$"):
+                initialize_(layer, scheme, scale=scale)
+    with pytest.raises(ValueError, match=r"^unknown initialization 'lecun'; valid choices are "
+                                         r"pytorch_default, uniform, normal, xavier_uniform, "
+                                         r"xavier_normal, he_uniform, he_normal, orthogonal$"):
+        initialize_(layer, "lecun")
+
+
+def test_pytorch_default_resets_every_linear_layer_as_pytorch_does():
+    model = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3))
+    twin = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(9.0)
+    torch.manual_seed(3)
+    initialize_(model, "pytorch_default")
+    torch.manual_seed(3)
+    for layer in twin:
+        layer.reset_parameters()
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert model[1].bias.abs().sum() > 0                    # PyTorch's own bias, kept
+
+
+def test_lsuv_calibrates_the_layers_weight_layers_names():
+    class Partial(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.tanh(self.a(v)))
+
+        def weight_layers(self) -> list[nn.Linear]:
+            return [self.a]
+
+    x = torch.randn(64, 6, generator=torch.Generator().manual_seed(1))
+    report = lsuv_(Partial(), x, generator=torch.Generator().manual_seed(0))
+    assert len(report.variances) == 1
+
+
+def test_initialize_by_name_two_row_blocks_take_one_gain_each():
+    from gradpath.init import initialize_by_name_
+
+    layer = nn.Linear(3, 4)
+    initialize_by_name_(layer, "weight", "orthogonal", gain=[1.0, 2.0], row_blocks=2,
+                        generator=torch.Generator().manual_seed(0))
+    top, bottom = layer.weight.detach().chunk(2)
+    torch.testing.assert_close(top @ top.T, torch.eye(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(bottom @ bottom.T, 4 * torch.eye(2), atol=1e-5, rtol=0)
