@@ -189,3 +189,16 @@ def test_relative_update_norms_exact():
     with pytest.raises(ValueError, match=r"^shapes differ: \(2,\) and \(3,\)$"):
         relative_update_norms([torch.zeros(2)], [torch.zeros(3)])
     assert np.isfinite(relative_update_norms([torch.ones(2)], [torch.ones(2)])).all()
+
+
+def test_ratios_of_zero_weights_warn_nothing_and_small_weights_divide():
+    import warnings
+
+    h = TrainingHistory(loss=[1.0], gradient_norms=[[0.0, 1.0]], weight_norms=[[0.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # 0/0 and 1/0 are results, not warnings
+        ratios = update_to_data_ratios(h, 1.0)
+    assert math.isnan(ratios[0, 0]) and math.isinf(ratios[0, 1])
+    # a weight norm below 1 (0.5) still divides: 0.05 / 0.5
+    out = relative_update_norms([torch.tensor([0.3, 0.4])], [torch.tensor([0.3, 0.45])])
+    assert out[0] == pytest.approx(0.1, rel=1e-6)
