@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from gradpath.data import teacher_classification, teacher_regression
+from gradpath.data import Dataset, teacher_classification, teacher_regression
 from gradpath.training import (
     OPTIMIZERS,
     TrainingHistory,
@@ -202,3 +202,59 @@ def test_ratios_of_zero_weights_warn_nothing_and_small_weights_divide():
     # a weight norm below 1 (0.5) still divides: 0.05 / 0.5
     out = relative_update_norms([torch.tensor([0.3, 0.4])], [torch.tensor([0.3, 0.45])])
     assert out[0] == pytest.approx(0.1, rel=1e-6)
+
+
+def test_matrices_are_float_and_an_all_nonfinite_loss_is_nan_without_warning():
+    import warnings
+
+    h = TrainingHistory(loss=[math.nan, math.inf], gradient_norms=[[1, 2]], weight_norms=[[3]])
+    assert h.gradient_norm_matrix().dtype == np.float64
+    assert h.weight_norm_matrix().dtype == np.float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # no "mean of empty slice"
+        assert math.isnan(h.final_loss())
+
+
+@pytest.mark.parametrize("record_every", [1, 2])
+def test_a_frozen_layer_records_a_zero_gradient_norm(record_every):
+    data = teacher_regression(16, 3, seed=0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    model[0].weight.requires_grad_(False)
+    history = train(model, data, steps=2, lr=0.1, record_every=record_every)
+    assert [row[0] for row in history.gradient_norms] == [0.0, 0.0]
+    assert all(row[1] > 0 for row in history.gradient_norms)
+    assert all(len(row) == 2 for row in history.gradient_norms)
+
+
+def _small_gradient_twins() -> tuple[nn.Module, nn.Module, Dataset]:
+    data = teacher_regression(16, 3, seed=3)
+    data = Dataset(data.x, 1e-3 * data.y, "regression")
+    model = nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    twin = nn.Linear(3, 1)
+    twin.load_state_dict(model.state_dict())
+    return model, twin, data
+
+
+@pytest.mark.parametrize("record_every", [1, 2])
+def test_clip_norm_near_its_epsilon_and_above_the_norm_is_exactly_torchs(record_every):
+    # a global norm of about 1e-3 clipped to 1e-5: torch's epsilon 1e-6 is 0.1% of the norm
+    for clip in (1e-5, None):
+        model, twin, data = _small_gradient_twins()
+        nn.functional.mse_loss(twin(data.x), data.y).backward()
+        total = float(torch.nn.utils.clip_grad_norm_(twin.parameters(), math.inf))
+        limit = clip if clip is not None else 1.5 * total     # above the norm: no change
+        twin.zero_grad()
+        nn.functional.mse_loss(twin(data.x), data.y).backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), limit)
+        with torch.no_grad():
+            for p in twin.parameters():
+                p -= 0.1 * p.grad
+        history = train(model, data, steps=1, lr=0.1, clip_norm=limit,
+                        record_every=record_every)
+        expected = total * min(1.0, limit / (total + 1e-6))
+        assert history.clipped_norm[0] == pytest.approx(expected, rel=1e-5)
+        for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-12)
