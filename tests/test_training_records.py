@@ -112,3 +112,28 @@ def test_a_finite_run_records_no_nonfinite_step():
     assert history.first_nonfinite_gradient_step is None
     assert history.first_nonfinite_step is None and not history.diverged
     assert not history.stopped_early and history.steps == 4
+
+
+def test_with_record_every_the_stop_is_noticed_at_the_next_transfer():
+    # gradients non-finite at step 1; with record_every=3 the first transfer is after step 2, so
+    # the model ran 3 forward passes (the documented cost), and the history still ends at step 1
+    model = Scripted(grad_bad={1})
+    history = train(model, DATA, steps=10, lr=0.01, record_every=3, clip_value=1.0)
+    assert model.calls == 3
+    assert history.steps == 2 and history.first_nonfinite_gradient_step == 1
+    assert history.stopped_early
+
+
+def test_a_run_that_diverges_at_its_last_step_ran_all_its_steps():
+    history = train(Scripted(loss_bad={2}), DATA, steps=3, lr=0.01)
+    assert history.steps == 3 and history.diverged and not history.stopped_early
+
+
+def test_single_example_batches_and_an_unused_parameter():
+    model = Scripted()
+    model.unused = nn.Parameter(torch.ones(3))             # never reached by the loss
+    history = train(model, DATA, steps=3, lr=0.01, batch_size=1)
+    assert history.steps == 3 and not history.diverged
+    by_hand = math.sqrt(sum(n * n for n in history.gradient_norms[0]) + 0.0)
+    assert history.global_norm[0] >= by_hand                # bias included, unused counts 0
+    assert torch.equal(model.unused.detach(), torch.ones(3))
