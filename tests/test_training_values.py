@@ -258,3 +258,13 @@ def test_clip_norm_near_its_epsilon_and_above_the_norm_is_exactly_torchs(record_
         assert history.clipped_norm[0] == pytest.approx(expected, rel=1e-5)
         for p, q in zip(model.parameters(), twin.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-12)
+
+
+def test_a_batch_of_every_example_is_the_whole_data_set_not_a_sample():
+    data = teacher_regression(12, 3, seed=5)
+    a, b = nn.Linear(3, 1), nn.Linear(3, 1)
+    b.load_state_dict(a.state_dict())
+    full = train(a, data, steps=2, lr=0.1, batch_size=12)
+    whole = train(b, data, steps=2, lr=0.1, batch_size=None)
+    assert full.loss == whole.loss
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
