@@ -173,3 +173,64 @@ def test_probe_gradient_norms_by_name_measures_a_fresh_pass_and_leaves_the_model
     with pytest.raises(ValueError, match=r"^loss_fn must return a scalar tensor"):
         probe_gradient_norms_by_name(model, lambda: model(x))
     assert torch.equal(model[0].weight.grad, stale)             # restored after an error too
+
+
+def test_layer_probes_follow_weight_layers_and_name_their_problems():
+    from gradpath.probes import global_gradient_norm, gradient_norms_by_layer, weight_layers
+
+    class Partial(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 1)
+
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(v))
+
+        def weight_layers(self) -> list[nn.Module]:
+            return [self.b]
+
+    model = Partial()
+    assert weight_layers(model) == [model.b]
+    with pytest.raises(RuntimeError, match=r"^no gradient on the weights yet: call "
+                                           r"loss.backward\(\) first$"):
+        gradient_norms_by_layer(model)
+    with pytest.raises(RuntimeError, match=r"^no gradients yet: call loss.backward\(\) first$"):
+        global_gradient_norm(model)
+    model(torch.ones(2, 3)).sum().backward()
+    assert gradient_norms_by_layer(model) == [pytest.approx(float(model.b.weight.grad.norm()))]
+    with pytest.raises(ValueError, match=r"^model has no nn.Linear layers to probe$"):
+        weight_layers(nn.Sequential(nn.Tanh()))
+
+
+def test_backward_signal_norms_needs_blocks_and_reports_unreached_blocks_as_nan():
+    from gradpath.probes import backward_signal_norms
+
+    with pytest.raises(ValueError, match=r"^backward_signal_norms needs a model with a `blocks` "
+                                         r"list \(e.g. gradpath.models.DeepMLP\)$"):
+        backward_signal_norms(nn.Linear(2, 1), torch.ones(1, 2), torch.ones(1, 1),
+                              nn.functional.mse_loss)
+
+    class Cut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])
+            self.spare = nn.Parameter(torch.ones(1))
+
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            return self.blocks[1](self.blocks[0](v).detach())       # block 0 is cut off
+
+    model = Cut()
+    model.spare.grad = torch.ones(1)                                  # stale, unreached
+    signal = backward_signal_norms(model, torch.ones(3, 2), torch.ones(3, 2),
+                                   nn.functional.mse_loss)
+    assert math.isnan(signal[0]) and signal[1] > 0
+    assert model.spare.grad is None                                   # replaced by this pass's
+
+
+def test_leaky_relu_is_never_saturated_and_unused_parameters_have_no_probe_norm():
+    # leaky ReLU's slope 0.01 equals 1% of its maximum slope: not below it, so not saturated
+    assert saturated_fraction("leaky_relu", torch.tensor([-1.0, -5.0, 2.0])) == 0.0
+    model = nn.Linear(2, 1)
+    model.spare = nn.Parameter(torch.ones(1))
+    norms = probe_gradient_norms_by_name(model, lambda: model(torch.ones(1, 2)).sum())
+    assert list(norms) == ["weight", "bias"]
