@@ -232,5 +232,7 @@ def test_leaky_relu_is_never_saturated_and_unused_parameters_have_no_probe_norm(
     assert saturated_fraction("leaky_relu", torch.tensor([-1.0, -5.0, 2.0])) == 0.0
     model = nn.Linear(2, 1)
     model.spare = nn.Parameter(torch.ones(1))
+    model.spare.grad = torch.full((1,), 3.0)                  # stale: not this pass's gradient
     norms = probe_gradient_norms_by_name(model, lambda: model(torch.ones(1, 2)).sum())
     assert list(norms) == ["weight", "bias"]
+    assert torch.equal(model.spare.grad, torch.full((1,), 3.0))  # and put back
