@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPOSITORY := $(shell sed -n 's/^  url: //p' _config.yml)
 
 .PHONY: setup book test unit notebooks site-tests axe site-tools site-bench browser bench serve lint launched \
-	set-repository clean
+	set-repository clean mutation
 
 setup: $(STAMP)
 
@@ -75,6 +75,17 @@ bench: $(STAMP)
 ## and no myst-nb, a local clone, each run twice); minutes, and needs the package index
 launched: $(STAMP)
 	GRADPATH_LAUNCHED=1 $(BIN)/python -m pytest tests/test_launched.py
+
+## mutation: mutation testing of the core (mutmut, pinned in requirements-mutation.txt and installed
+## on first use): each core module mutated alone against tests/ only; prints the killed share per
+## module. Slow (not part of test or CI). One module: make mutation MODULES=diagnosis
+MODULES ?=
+mutation: $(STAMP)
+	@$(BIN)/python -c "import mutmut" 2>/dev/null && \
+		[ "$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("mutmut"))')" = \
+		"$$(sed -n 's/^mutmut==//p' requirements-mutation.txt)" ] || \
+		$(BIN)/python -m pip install --quiet -r requirements-mutation.txt
+	nice -n 15 $(BIN)/python tests/mutation/run.py $(MODULES)
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000

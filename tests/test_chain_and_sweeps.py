@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 from gradpath.data import teacher_classification
-from gradpath.diagnosis import diagnose_gradients
 from gradpath.experiments.chain import power_of_factor, saved_tensor_bytes, scalar_chain
 from gradpath.models import DeepMLP
 from gradpath.sweeps import depth_sweep, geometric_mean, gradient_profile
@@ -46,14 +45,3 @@ def test_geometric_mean_edge_cases():
     assert math.isclose(geometric_mean([1e-4, 1e-2]), 1e-3)
     assert geometric_mean([0.0, 1.0]) == 0.0
     assert math.isnan(geometric_mean([float("nan"), 1.0]))
-
-
-def test_diagnosis_rules():
-    assert diagnose_gradients([1e-7, 1e-3, 1e-1]).verdict == "vanishing"
-    assert diagnose_gradients([1e4, 10.0, 1.0]).verdict == "exploding"
-    assert diagnose_gradients([float("nan"), 1.0]).verdict == "exploding"
-    healthy = diagnose_gradients([0.2, 0.3, 0.5])
-    assert healthy.verdict == "healthy" and healthy.reasons == []
-    assert diagnose_gradients([1e-3, 2.0]).verdict == "vanishing"  # last/first = 2000
-    with pytest.raises(ValueError):
-        diagnose_gradients([1.0])

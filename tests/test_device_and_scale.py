@@ -6,10 +6,25 @@ from gradpath.scale import SCALES, current_scale
 
 def test_cpu_always_available_and_default_order(monkeypatch):
     monkeypatch.delenv("GRADPATH_DEVICE", raising=False)
-    device = pick_device()
-    expected = "cuda" if torch.cuda.is_available() else device.type
-    assert device.type == expected
+    # the machine's own answer, computed independently of pick_device
+    mps = torch.backends.mps.is_available()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    assert pick_device().type == expected
     assert pick_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize(("cuda", "mps", "expected"), [
+    (True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_default_order_is_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    """Every combination of available accelerators, faked, so the order is tested on any
+    machine (without a GPU the real answer is always the CPU)."""
+    monkeypatch.delenv("GRADPATH_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device().type == expected
+    assert pick_device("cpu").type == "cpu"                    # an explicit choice wins
+    monkeypatch.setenv("GRADPATH_DEVICE", " CPU ")             # so does the variable, trimmed
+    assert pick_device().type == "cpu"
 
 
 def test_environment_variable_overrides(monkeypatch):

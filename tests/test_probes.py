@@ -98,3 +98,25 @@ def test_nonfinite_detection():
     with torch.no_grad():
         model.head.weight[0, 0] = float("inf")
     assert nonfinite_parameters(model) == ["head.weight"]
+
+
+def test_backward_signal_norms_replaces_stale_gradients_and_equals_a_fresh_pass():
+    """The documented side effect, exactly: after the probe, every .grad is this pass's gradient
+    (stale gradients from another batch are zeroed, not added to), and the norms equal a fresh
+    computation on an untouched copy. Parameters are left as found."""
+    model, x, y = _model_and_batch()
+    twin, _, _ = _model_and_batch()                       # same seed: the same weights
+    (1e3 * nn.functional.cross_entropy(model(x[:4]), y[:4])).backward()   # large, stale
+    weights = [p.detach().clone() for p in model.parameters()]
+    signal = backward_signal_norms(model, x, y, nn.functional.cross_entropy)
+    outputs, h = [], x
+    for block in twin.blocks:
+        h = block(h)
+        outputs.append(h)
+    loss = nn.functional.cross_entropy(twin.head(h), y)
+    by_hand = torch.autograd.grad(loss, outputs, retain_graph=True)
+    loss.backward()
+    assert signal == [pytest.approx(g.double().norm().item(), rel=1e-6) for g in by_hand]
+    for p, q, w in zip(model.parameters(), twin.parameters(), weights, strict=True):
+        assert torch.equal(p.grad, q.grad)
+        assert torch.equal(p.detach(), w)

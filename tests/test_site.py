@@ -64,7 +64,12 @@ def browser():
 @pytest.fixture
 def page_on(server, browser):
     """Open a page with other hosts blocked; record console errors, failed responses and
-    foreign requests. Keyword arguments go to ``browser.new_context`` (viewport, color_scheme)."""
+    foreign requests. Keyword arguments go to ``browser.new_context`` (viewport, color_scheme).
+
+    Every page opened is checked twice: when it opens, that it loaded its content (its title
+    heading and the text of its article), and after the test, that it made no request to
+    another host, logged no console error and had no failed response, whatever the test did
+    with it."""
     opened = []
 
     def open_page(path: str, **context_args):
@@ -74,6 +79,7 @@ def page_on(server, browser):
         page.errors = []
         page.failed = []
         page.requested = []
+        page.path = path
 
         def route(r):
             host = urlparse(r.request.url).hostname
@@ -89,13 +95,40 @@ def page_on(server, browser):
         page.on("pageerror", lambda e: page.errors.append(str(e)))
         page.on("response", lambda r: r.status >= 400 and page.failed.append(
             f"{r.status} {r.url}"))
-        page.goto(f"{server}/{path}", wait_until="load")
-        opened.append(context)
+        response = page.goto(f"{server}/{path}", wait_until="load")
+        opened.append((context, page))
+        assert response is not None and response.ok, f"{path}: {response and response.status}"
+        _assert_loaded(page, path)
         return page
 
     yield open_page
-    for context in opened:
+    problems = []
+    for context, page in opened:
+        page.wait_for_timeout(200)     # let the last actions' requests and errors arrive
+        for what, found in (("requests to other hosts", page.foreign_requests),
+                            ("console errors", page.errors),
+                            ("failed responses", page.failed)):
+            if found:
+                problems.append(f"{page.path}: {what}: {found[:5]}")
         context.close()
+    assert not problems, "\n".join(problems)
+
+
+def _assert_loaded(page, path: str) -> None:
+    """The page shows its own content: its h1 (a chapter's says "Chapter N") and an article
+    of real prose, not an empty shell."""
+    heading = page.locator("main h1").first
+    heading.wait_for(state="attached", timeout=10_000)
+    title = " ".join((heading.text_content() or "").split())
+    if path.startswith("chapters/"):
+        number = int(Path(path).stem[:2])
+        assert re.match(rf"Chapter {number}\b", title), f"{path}: heading {title!r}"
+    else:
+        assert title, f"{path}: empty heading"
+    words = page.evaluate("() => (document.querySelector('main article, main')"
+                          ".textContent.match(/[A-Za-z]{3,}/g) || []).length")
+    assert words > (1500 if path.startswith("chapters/") else 150), \
+        f"{path}: only {words} words of content"
 
 
 def _math_ready(page) -> None:
@@ -252,18 +285,71 @@ def test_menu_button_hides_and_shows_the_sidebar_on_desktop(page_on):
 
 # ----------------------------------------------------------------------------- quizzes
 
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_quiz_accepts_a_click_and_gives_feedback(page_on, path):
-    page = page_on(path)
+def _plain(html_text: str) -> str:
+    """Quiz HTML as a reader sees it: tags dropped, entities decoded, spaces collapsed."""
+    import html
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", html_text)).split())
+
+
+def _key(text: str) -> str:
+    """Text compared as letters and digits only (tags and spacing differ between JSON and page)."""
+    return re.sub(r"[^0-9a-z]+", "", text.lower())
+
+
+def _single_answer_question(notebook: Path) -> tuple[str, str, str]:
+    """From the quiz's JSON (not from the page): a multiple-choice question with one right
+    answer, free of math (so its rendered text is its plain text): (question, right, wrong)."""
+    questions = json.loads((notebook.parent / "quizzes" / f"{notebook.stem}.json").read_text())
+    for q in questions:
+        if q["type"] != "multiple_choice":
+            continue
+        texts = [q["question"]] + [a["answer"] for a in q["answers"]]
+        if any("$" in t or "\\" in t for t in texts):
+            continue
+        right = [a["answer"] for a in q["answers"] if a["correct"]]
+        wrong = [a["answer"] for a in q["answers"] if not a["correct"]]
+        if len(right) == 1 and wrong:
+            return _plain(q["question"]), _plain(right[0]), _plain(wrong[0])
+    pytest.fail(f"{notebook.stem} has no single-answer multiple-choice question without math")
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_quiz_marks_a_right_answer_right_and_a_wrong_answer_wrong(page_on, notebook):
+    question_text, right, wrong = _single_answer_question(notebook)
+    page = page_on(f"chapters/{notebook.stem}.html")
     page.wait_for_selector(".Quiz .MCButton", timeout=20_000)
-    question = page.locator(".Quiz:has(.MCButton)").first
     assert page.locator(".Quiz").count() >= 8
-    question.locator(".MCButton").first.click()
+    quizzes = [_key(t) for t in page.locator(".Quiz").all_inner_texts()]
+    found = [i for i, t in enumerate(quizzes) if _key(question_text) in t]
+    assert len(found) == 1, f"question not found once on the page: {question_text[:60]}"
+    question = page.locator(".Quiz").nth(found[0])
     feedback = question.locator(".Feedback")
+
+    def option(text: str):
+        labels = question.locator(".MCButton")
+        texts = [_key(t) for t in labels.all_inner_texts()]
+        assert texts.count(_key(text)) == 1, f"option {text!r} not among {texts}"
+        return labels.nth(texts.index(_key(text)))
+
+    def state(label) -> tuple[list[str], list[str]]:
+        return (label.evaluate("l => Array.from(l.classList)"),
+                (feedback.get_attribute("class") or "").split())
+
+    option(wrong).click()
     feedback.wait_for(timeout=5_000)
-    assert feedback.inner_text().strip(), "clicking an answer must show feedback"
-    assert question.locator(".correctButton, .incorrectButton").count() >= 1
+    marked, fb = state(option(wrong))
+    assert "incorrectButton" in marked and "correctButton" not in marked, marked
+    assert "incorrect" in fb and "correct" not in fb, fb
+    assert feedback.inner_text().strip(), "a wrong answer must explain itself"
     assert feedback.get_attribute("aria-live") == "polite"
+
+    option(right).click()
+    page.wait_for_timeout(200)
+    marked, fb = state(option(right))
+    assert "correctButton" in marked and "incorrectButton" not in marked, marked
+    assert "correct" in fb and "incorrect" not in fb, fb
+    assert "incorrectButton" not in state(option(wrong))[0], "the earlier mark is cleared"
 
 
 def _first_numeric(notebook: Path) -> tuple[int, str]:
@@ -327,49 +413,84 @@ def test_plotly_loads_only_when_the_figure_is_reached(page_on, path):
     assert any(site.PLOTLY_JS in u for u in page.requested)
 
 
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_interactive_figure_changes_when_its_slider_moves(page_on, path):
-    page = page_on(path)
-    _figure_drawn(page)
-    page.wait_for_selector(".gradpath-interactive .slider-rail-touch-rect", timeout=20_000)
-    visible = ("() => Array.from(document.querySelector('.gradpath-interactive').data,"
-               " t => t.visible === true)")
-    before = page.evaluate(visible)
-    rail = page.locator(".gradpath-interactive .slider-rail-touch-rect").first
-    box = rail.bounding_box()
-    assert box is not None
-    active = page.evaluate("() => document.querySelector('.gradpath-interactive').layout"
-                           ".sliders[0].active")
-    # Click at the end of the rail that is furthest from the current position.
-    target_x = 3 if active > 0 else box["width"] - 3
-    rail.click(position={"x": target_x, "y": box["height"] / 2})
-    page.wait_for_timeout(500)
-    after = page.evaluate(visible)
-    assert after != before, "moving the slider must change which traces are shown"
-    assert any(after)
-    # The range input follows the slider.
-    moved = page.evaluate("() => document.querySelector('.gradpath-interactive').layout"
-                          ".sliders[0].active")
-    assert page.locator(".gradpath-range input").first.input_value() == str(moved)
+def _pages_with_figures() -> list[str]:
+    """Every built page that has an interactive figure (not only the chapters)."""
+    if not SITE.is_dir():
+        return CHAPTER_PAGES
+    return sorted(str(p.relative_to(SITE)) for p in SITE.rglob("*.html")
+                  if "_static" not in p.parts and "_sources" not in p.parts
+                  and 'class="gradpath-interactive' in p.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_the_keyboard_moves_the_figure(page_on, path):
+FIGURE_PAGES = _pages_with_figures()
+_FIGURE_STATE = """([i, j]) => { const el = document.querySelectorAll('.gradpath-interactive')[i];
+    return [el.layout.sliders[j].active, el.data.map(t => t.visible === true)]; }"""
+
+
+def _draw_every_figure(page) -> int:
+    """Scroll to every interactive figure and wait until each is drawn; return how many."""
+    count = page.locator(".gradpath-interactive").count()
+    assert count >= 1
+    for i in range(count):
+        page.locator(".gradpath-interactive").nth(i).scroll_into_view_if_needed()
+        page.wait_for_function("(i) => document.querySelectorAll('.gradpath-interactive')[i]"
+                               ".dataset.gpState === 'drawn'", arg=i, timeout=20_000)
+    return count
+
+
+def test_every_page_with_a_figure_is_tested():
+    assert set(CHAPTER_PAGES) <= set(FIGURE_PAGES)
+
+
+@pytest.mark.parametrize("path", FIGURE_PAGES)
+def test_every_slider_of_every_figure_changes_its_figure(page_on, path):
     page = page_on(path)
-    _figure_drawn(page)
-    slider = page.locator(".gradpath-range input[type=range]").first
-    label = page.evaluate("(id) => document.querySelector(`label[for='${id}']`).textContent",
-                          slider.get_attribute("id"))
-    assert label.strip()
-    state = ("() => { const el = document.querySelector('.gradpath-interactive');"
-             " return [el.layout.sliders[0].active, el.data.map(t => t.visible === true)]; }")
-    start, shown = page.evaluate(state)
-    slider.focus()
-    page.keyboard.press("ArrowLeft" if start > 0 else "ArrowRight")
-    page.wait_for_timeout(400)
-    now, shown_now = page.evaluate(state)
-    assert now != start and shown_now != shown
-    assert slider.get_attribute("aria-valuetext")
+    for i in range(_draw_every_figure(page)):
+        figure = page.locator(".gradpath-interactive").nth(i)
+        sliders = figure.evaluate("el => (el.layout.sliders || []).length")
+        assert sliders >= 1, f"figure {i} has no slider"
+        for j in range(sliders):
+            steps = figure.evaluate("(el, j) => el.layout.sliders[j].steps.length", j)
+            assert steps >= 2
+            start, shown = page.evaluate(_FIGURE_STATE, [i, j])
+            rail = figure.locator(".slider-rail-touch-rect").nth(j)
+            box = rail.bounding_box()
+            assert box is not None
+            # click at the end of the rail furthest from the current position
+            rail.click(position={"x": 3 if start > 0 else box["width"] - 3,
+                                 "y": box["height"] / 2})
+            page.wait_for_timeout(500)
+            now, shown_now = page.evaluate(_FIGURE_STATE, [i, j])
+            assert now == (0 if start > 0 else steps - 1), (path, i, j, start, now)
+            assert shown_now != shown and any(shown_now), "the slider must change the traces"
+            if j == 0:          # the figure's range input follows its first slider
+                assert page.locator(f"#{figure.get_attribute('id')}-range").input_value() \
+                    == str(now)
+
+
+@pytest.mark.parametrize("path", FIGURE_PAGES)
+def test_the_keyboard_moves_every_figure_through_every_step(page_on, path):
+    page = page_on(path)
+    for i in range(_draw_every_figure(page)):
+        figure = page.locator(".gradpath-interactive").nth(i)
+        slider = page.locator(f"#{figure.get_attribute('id')}-range")
+        label = page.evaluate("(id) => document.querySelector(`label[for='${id}']`).textContent",
+                              slider.get_attribute("id"))
+        assert label.strip()
+        steps = figure.evaluate("el => el.layout.sliders[0].steps.length")
+        slider.focus()
+        page.keyboard.press("Home")
+        page.wait_for_timeout(300)
+        position, shown = page.evaluate(_FIGURE_STATE, [i, 0])
+        assert position == 0
+        for step in range(1, steps):
+            page.keyboard.press("ArrowRight")
+            page.wait_for_timeout(250)
+            now, shown_now = page.evaluate(_FIGURE_STATE, [i, 0])
+            assert now == step, (path, i, step, now)
+            assert shown_now != shown and any(shown_now), f"step {step} shows the same traces"
+            assert slider.get_attribute("aria-valuetext")
+            shown = shown_now
 
 
 def _tick_number(text: str) -> float:
@@ -485,6 +606,16 @@ def test_live_code_explains_itself_offline(page_on):
     note = page.locator(".gradpath-thebe-note")
     note.wait_for(timeout=12_000)
     assert "Colab" in note.inner_text()
+    # The one request to another host a click on "Live code" makes is Thebe's own script (the
+    # route blocks it: that is the offline case), and its failed load is the one console
+    # error. Anything else still fails the test when the page is checked at its end.
+    assert page.foreign_requests and all(
+        re.fullmatch(r"https://unpkg\.com/thebe@[\d.]+/lib/index\.js", u)
+        for u in page.foreign_requests), page.foreign_requests
+    assert page.errors and all(e == "Failed to load resource: net::ERR_FAILED"
+                               for e in page.errors), page.errors
+    page.foreign_requests.clear()
+    page.errors.clear()
 
 
 # ----------------------------------------------------------------------------- accessibility

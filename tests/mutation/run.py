@@ -1,0 +1,206 @@
+"""Mutation testing of gradpath's core with mutmut, one module at a time (``make mutation``).
+
+For each core module named in ``[tool.gradpath-mutation]`` of pyproject.toml (smallest first),
+this stages a copy of the library (as ``src/gradpath``) and the tests under
+``_build/mutation/<module>/``, writes a
+``[tool.mutmut]`` section there that mutates only that module and runs only that module's tests
+(``tests/`` alone: no notebook, no browser test), runs ``mutmut run`` in it, and prints the
+share of mutants the tests killed. Survivors are listed by ``--survivors``; the ones judged
+equivalent (no test can tell them from the original) are explained in tests/mutation-survivors.md.
+
+    python tests/mutation/run.py                 # every module in the configured order
+    python tests/mutation/run.py diagnosis init  # some modules
+    python tests/mutation/run.py --report        # only print the scores of earlier runs
+    python tests/mutation/run.py --survivors diagnosis   # each survivor's diff
+    python tests/mutation/run.py --rerun init    # only the survivors, against today's tests
+
+Not part of ``make test`` or CI: a module takes minutes to an hour on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "_build" / "mutation"
+KILLED = {1, 3, 37}           # mutmut's "killed" exit codes (3: pytest's internal error)
+TIMEOUT = {24, -24, 36, 152, 255}
+NOT_RUN = {None, 5, 33, 34}   # not checked, no tests, skipped
+
+
+def settings() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["tool"]["gradpath-mutation"]
+
+
+def mutmut_table(conf: dict, module: str) -> str:
+    tests = conf["tests"][module]
+    lines = [
+        "[tool.mutmut]",
+        'source_paths = ["src/gradpath"]',   # src/: mutmut puts mutants/src first on sys.path
+        f'only_mutate = ["src/gradpath/{module}.py"]',
+        f"pytest_add_cli_args = {json.dumps(conf['pytest_args'])}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(['tests/' + t for t in tests])}",
+        f"timeout_multiplier = {conf.get('timeout_multiplier', 4.0)}",
+        f"timeout_constant = {conf.get('timeout_constant', 10.0)}",
+        "use_git_change_detection = false",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def stage(conf: dict, module: str) -> Path:
+    """A fresh copy of lib/, tests/ and a mutmut config that mutates ``module`` only."""
+    work = WORK / module
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "lib" / "gradpath", work / "src" / "gradpath", ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "mutation"))
+    (work / "pyproject.toml").write_text(mutmut_table(conf, module))
+    return work
+
+
+def _env() -> dict[str, str]:
+    """The environment without PYTHONPATH: the tests must import the mutated copy only."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["GRADPATH_PROGRESS"] = "0"
+    return env
+
+
+def run_module(conf: dict, module: str, jobs: int) -> int:
+    work = stage(conf, module)
+    env = _env()
+    mutmut = Path(sys.executable).with_name("mutmut")
+    print(f"== {module}: mutmut run (tests: {', '.join(conf['tests'][module])})", flush=True)
+    code = subprocess.call([str(mutmut), "run", "--max-children", str(jobs)], cwd=work, env=env)
+    return code
+
+
+def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
+    """Run the survivors of an earlier run again against the current tests (no restaging of the
+    mutants: the library is unchanged, only tests were added)."""
+    c = counts(module)
+    if c is None:
+        print(f"{module}: no earlier run; run it first")
+        return 1
+    work = WORK / module
+    for target in (work / "tests", work / "mutants" / "tests"):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", target,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "mutation"))
+    (work / "pyproject.toml").write_text(mutmut_table(conf, module))
+    shutil.copy(work / "pyproject.toml", work / "mutants" / "pyproject.toml")
+    names = c["survived"] + c["not run"]
+    print(f"== {module}: {len(names)} survivors again", flush=True)
+    if not names:
+        return 0
+    meta = _meta(module)
+    before = json.loads(meta.read_text())["exit_code_by_key"]
+    mutmut = Path(sys.executable).with_name("mutmut")
+    code = subprocess.call([str(mutmut), "run", "--max-children", str(jobs), *names], cwd=work,
+                           env=_env())
+    # a changed test selection makes mutmut forget every verdict; keep the earlier ones of the
+    # mutants not run again (they were caught, and tests were only added since)
+    data = json.loads(meta.read_text())
+    rerun = set(names)
+    for name, old in before.items():
+        if name not in rerun and data["exit_code_by_key"].get(name) is None:
+            data["exit_code_by_key"][name] = old
+    meta.write_text(json.dumps(data))
+    return code
+
+
+def _meta(module: str) -> Path:
+    return WORK / module / "mutants" / "src" / "gradpath" / f"{module}.py.meta"
+
+
+def counts(module: str) -> dict[str, list[str]] | None:
+    meta = _meta(module)
+    if not meta.exists():
+        return None
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    out: dict[str, list[str]] = {"killed": [], "survived": [], "timeout": [], "not run": []}
+    for name, code in codes.items():
+        if code in KILLED:
+            out["killed"].append(name)
+        elif code in TIMEOUT:
+            out["timeout"].append(name)
+        elif code in NOT_RUN:
+            out["not run"].append(name)
+        else:
+            out["survived"].append(name)
+    return out
+
+
+def report(modules: list[str]) -> None:
+    print(f"{'module':<12}{'killed':>8}{'total':>8}{'share':>9}  survived  timeout  no test")
+    for module in modules:
+        c = counts(module)
+        if c is None:
+            print(f"{module:<12}  (not run)")
+            continue
+        # a timeout is a caught mutant (the tests noticed it hang); "no test" counts as survived
+        killed = len(c["killed"]) + len(c["timeout"])
+        total = sum(len(v) for v in c.values())
+        share = killed / total if total else float("nan")
+        print(f"{module:<12}{killed:>8}{total:>8}{share:>9.1%}  {len(c['survived']):>8}"
+              f"  {len(c['timeout']):>7}  {len(c['not run']):>7}")
+
+
+def survivors(module: str) -> None:
+    """Print the diff of every mutant of ``module`` that no test caught (one process)."""
+    c = counts(module)
+    if c is None:
+        print(f"{module}: not run")
+        return
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    os.chdir(WORK / module)
+    path = Path("src") / "gradpath" / f"{module}.py"
+    for status in ("survived", "not run"):
+        for name in c[status]:
+            print(f"# {name}: {status}")
+            try:
+                print(get_diff_for_mutant(name, path=path))
+            except Exception as exc:  # noqa: BLE001 - a diff that cannot be shown is reported
+                print(f"(no diff: {exc})")
+
+
+def main() -> None:
+    conf = settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", default=conf["modules"])
+    parser.add_argument("--report", action="store_true", help="only print earlier scores")
+    parser.add_argument("--survivors", action="store_true", help="show each survivor's diff")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run only the earlier survivors again, against the current tests")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in conf["tests"]]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; valid choices are {', '.join(conf['modules'])}")
+    if args.survivors:
+        for module in args.modules:
+            survivors(module)
+        return
+    if args.rerun:
+        for module in args.modules:
+            rerun_survivors(conf, module, args.jobs)
+    elif not args.report:
+        for module in args.modules:
+            run_module(conf, module, args.jobs)
+    report(args.modules)
+
+
+if __name__ == "__main__":
+    main()
