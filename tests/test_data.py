@@ -3,6 +3,8 @@ independent computations (scikit-learn's raw digits, the teacher formulas redone
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from gradpath.data import Dataset, digits, teacher_classification, teacher_regression
@@ -44,7 +46,7 @@ def test_split_is_a_seeded_partition_of_the_examples():
     assert [len(p) for p in data.split()] == [8, 2]                   # default: a quarter
     assert [len(p) for p in data.split(0.25)] == [8, 2]               # round(7.5) = 8
     for bad in (0.0, 1.0, -0.1):
-        with pytest.raises(ValueError, match=r"^test_fraction must be in \(0, 1\)"):
+        with pytest.raises(ValueError, match=r"^test_fraction must be in the open interval \(0, 1\)"):
             data.split(bad)
 
 
@@ -61,7 +63,7 @@ def test_digits_is_sklearns_data_standardized_per_pixel():
     few = digits(limit=5)
     assert torch.equal(few.x, data.x[:5]) and torch.equal(few.y, data.y[:5])
     assert len(digits(limit=1)) == 1
-    with pytest.raises(ValueError, match=r"^limit must be positive, got 0$"):
+    with pytest.raises(ValueError, match=r"^limit must be an integer >= 1, got 0$"):
         digits(limit=0)
 
 
@@ -78,8 +80,10 @@ def test_teacher_classification_labels_by_the_linear_teacher():
     assert torch.equal(default.x, teacher_classification(seed=0).x)
     assert not torch.equal(default.x, teacher_classification(seed=1).x)
     assert len(teacher_classification(1, 1, 2)) == 1                  # the smallest allowed
-    for bad in ((0, 4, 3), (4, 0, 3), (4, 4, 1)):
-        with pytest.raises(ValueError, match=r"^need samples >= 1, features >= 1 and classes"):
+    for bad, message in (((0, 4, 3), "samples must be an integer >= 1, got 0"),
+                         ((4, 0, 3), "features must be an integer >= 1, got 0"),
+                         ((4, 4, 1), "classes must be an integer >= 2, got 1")):
+        with pytest.raises(ValueError, match="^" + re.escape(message)):
             teacher_classification(*bad)
 
 
@@ -101,10 +105,11 @@ def test_teacher_regression_is_the_documented_target():
     assert (len(default), default.features) == (512, 16)
     assert torch.equal(default.y, teacher_regression(seed=0, noise=0.0).y)
     assert len(teacher_regression(1, 1)) == 1
-    for bad in ((0, 4), (4, 0)):
-        with pytest.raises(ValueError, match=r"^need samples >= 1, features >= 1 and noise"):
+    for bad, message in (((0, 4), "samples must be an integer >= 1, got 0"),
+                         ((4, 0), "features must be an integer >= 1, got 0")):
+        with pytest.raises(ValueError, match="^" + re.escape(message)):
             teacher_regression(*bad)
-    with pytest.raises(ValueError, match="noise >= 0"):
+    with pytest.raises(ValueError, match="^noise must be a finite number >= 0, got -1e-09$"):
         teacher_regression(4, 4, noise=-1e-9)
 
 

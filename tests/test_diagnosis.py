@@ -31,7 +31,7 @@ def test_a_healthy_network_has_no_reason_and_its_exact_ratio():
     assert result == Diagnosis("healthy", 0.2 / 0.5, [])
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_nonfinite_norm_alone_is_exploding(bad):
     result = diagnose_gradients([0.5, bad, 0.25])       # the first and last are healthy
     assert result.verdict == "exploding"
@@ -101,6 +101,8 @@ def test_exploding_rules_together_and_before_vanishing():
 def test_an_underflowed_first_layer_is_vanishing_with_an_infinite_factor():
     result = diagnose_gradients([0.0, 1e-3, 0.3])
     assert result == Diagnosis("vanishing", 0.0, [
+        "the gradient norm is exactly 0 at layer(s) 1 (counted from 1, input first): "
+        "nothing reaches those weights",
         "the first layer's gradient norm 0.00e+00 is below 1e-05",
         "the last layer's gradient is inf× the first layer's"])
 
@@ -116,3 +118,8 @@ def test_fewer_than_two_layers_is_refused():
         diagnose_gradients([1.0])
     with pytest.raises(ValueError, match="at least two layers"):
         diagnose_gradients([])
+
+
+def test_a_negative_infinite_norm_is_refused_as_negative():
+    with pytest.raises(ValueError, match=r"^a gradient norm cannot be negative: norms\[1\] = -inf"):
+        diagnose_gradients([0.5, -math.inf])

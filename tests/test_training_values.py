@@ -77,7 +77,7 @@ def test_make_optimizer_builds_each_named_optimizer():
                                          r"momentum, adam, adamw, rmsprop$"):
         make_optimizer("lion", params, 0.1)
     for lr in (0.0, -1.0, math.nan):
-        with pytest.raises(ValueError, match=r"^learning rate must be positive, got "):
+        with pytest.raises(ValueError, match=r"^lr must be a finite positive number, got "):
             make_optimizer("sgd", params, lr)
 
 
@@ -132,7 +132,7 @@ def test_train_refusals_name_the_argument():
     data = teacher_regression(8, 3)
     model = nn.Linear(3, 1)
     for name in ("clip_norm", "clip_value"):
-        with pytest.raises(ValueError, match=rf"^{name} must be positive, got 0$"):
+        with pytest.raises(ValueError, match=rf"^{name} must be a finite positive number, got 0$"):
             train(model, data, steps=1, lr=0.1, **{name: 0})
     for bad in (0, 2.0):
         with pytest.raises(ValueError, match=rf"^batch_size must be a positive integer, got "
@@ -173,7 +173,7 @@ def test_update_to_data_ratios_exact():
     assert ratios[0].tolist() == [0.25, 0.0]
     assert ratios[1, 0] == 0.0625 and math.isinf(ratios[1, 1])
     for lr in (0.0, -1.0):
-        with pytest.raises(ValueError, match=rf"^lr must be positive, got {lr!r}$"):
+        with pytest.raises(ValueError, match=rf"^lr must be a finite positive number, got {lr!r}$"):
             update_to_data_ratios(h, lr)
     with pytest.raises(ValueError, match="^history has no recorded step$"):
         update_to_data_ratios(TrainingHistory(), 0.1)
