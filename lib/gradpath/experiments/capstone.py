@@ -229,11 +229,17 @@ LEARNING_RATES = {"sgd": 0.1, "adam": 1e-3}
 
 def build_recipe_model(recipe: Recipe, features: int, classes: int, *, width: int, depth: int,
                        seed: int) -> DeepMLP:
-    """The :class:`~gradpath.models.DeepMLP` a recipe describes (seeded)."""
-    return DeepMLP(features, classes, width=width, depth=depth, activation=recipe.activation,
-                   init=recipe.init, norm=recipe.norm, residual=recipe.residual,
-                   residual_order="pre", final_norm=recipe.residual and recipe.norm is not None,
-                   generator=torch.Generator().manual_seed(seed))
+    """The :class:`~gradpath.models.DeepMLP` a recipe describes. Every weight depends on ``seed``
+    alone (PyTorch's default initialization draws from the global generator, so the model is built
+    under :func:`torch.random.fork_rng` seeded with ``seed``; the global state is left as it was).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DeepMLP(features, classes, width=width, depth=depth,
+                       activation=recipe.activation, init=recipe.init, norm=recipe.norm,
+                       residual=recipe.residual, residual_order="pre",
+                       final_norm=recipe.residual and recipe.norm is not None,
+                       generator=torch.Generator().manual_seed(seed))
 
 
 @dataclass
@@ -702,3 +708,24 @@ def decision_guide_markdown() -> str:
         symptom, cause, fix, chapters = DECISION_GUIDE[kind]
         rows.append(f"| `{kind}` | {symptom} | {cause} | {fix} | {chapters} |")
     return "\n".join(rows)
+
+
+@torch.no_grad()
+def input_dependence(model: DeepMLP, x: torch.Tensor) -> np.ndarray:
+    """How much each hidden block's output depends on the input: per block, the standard
+    deviation over the batch of each unit's output, averaged over units (float64), input side
+    first. A value near 0 means the block outputs (almost) the same vector for every example:
+    the forward signal carries no information about the input there.
+
+    The model is left as found (evaluated in its current mode, without gradients; a model with
+    batch norm should be in eval mode).
+    """
+    outputs: list[torch.Tensor] = []
+    handles = [b.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
+               for b in model.blocks]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return np.array([float(o.double().std(dim=0, unbiased=False).mean()) for o in outputs])
