@@ -155,6 +155,9 @@ def test_reader_models_and_doctor_loop() -> None:
     assert radius == pytest.approx(1.5, rel=1e-4)
     with pytest.raises(ValueError, match="unknown cell"):
         PixelRNN("gru")
+    with pytest.raises(ValueError, match="pixels_per_step"):
+        PixelRNN("lstm", pixels_per_step=3)
+    assert PixelRNN("relu_rnn", hidden=4, pixels_per_step=2)(torch.zeros(3, 64)).shape == (3, 10)
 
 
 def test_decision_guide_uses_the_doctors_kinds() -> None:

@@ -141,7 +141,8 @@ def adaptive_rate_spread(grads: torch.Tensor, steps: Sequence[int], *, beta2: fl
         idx = torch.randint(0, n, (resamples, t), generator=gen)
         weights = torch.tensor([(1 - beta2) * beta2 ** (t - 1 - k) for k in range(t)],
                                dtype=torch.float64) / (1 - beta2**t)
-        v_hat = (g2[idx] * weights[None, :, None]).sum(dim=1)        # (resamples, coords)
+        v_hat = weights @ g2[idx[0]] if resamples == 1 else torch.stack(
+            [weights @ g2[row] for row in idx])                       # (resamples, coords)
         rate = 1.0 / (v_hat.sqrt() + eps)
         cv = rate.std(dim=0) / rate.mean(dim=0)
         out.append(float(cv.median()))
@@ -527,19 +528,20 @@ class SmallCNN(nn.Module):
 
     def __init__(self, classes: int = 10, seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2))
-        self.head = nn.Linear(16 * 4 * 4, classes)
+        with torch.random.fork_rng(devices=[]):       # seeded; the global state is left alone
+            torch.manual_seed(seed)
+            self.features = nn.Sequential(
+                nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
+                nn.ReLU(), nn.MaxPool2d(2))
+            self.head = nn.Linear(16 * 4 * 4, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x.reshape(-1, 1, 8, 8)).flatten(1))
 
 
 class PixelRNN(nn.Module):
-    """A recurrent classifier that reads a digit one pixel at a time (64 steps of 1 input) and
-    classifies from the last hidden state.
+    """A recurrent classifier that reads a digit a few pixels at a time (``64 / pixels_per_step``
+    steps of ``pixels_per_step`` inputs) and classifies from the last hidden state.
 
     Args:
         cell: ``"relu_rnn"`` (``nn.RNN`` with ReLU) or ``"lstm"`` (``nn.LSTM``).
@@ -547,24 +549,34 @@ class PixelRNN(nn.Module):
         recurrent_gain: for ``"relu_rnn"``, the hidden-to-hidden matrix is initialized
             orthogonal times this gain, so its spectral radius is the gain (IRNN-style, Le et al.
             2015, who used the identity); ``None`` keeps PyTorch's default.
+        pixels_per_step: inputs read at each time step (a divisor of 64).
+
+    Raises:
+        ValueError: for an unknown ``cell`` or a ``pixels_per_step`` that does not divide 64.
     """
 
     def __init__(self, cell: str = "relu_rnn", hidden: int = 32, classes: int = 10, *,
-                 recurrent_gain: float | None = None, seed: int = 0) -> None:
+                 recurrent_gain: float | None = None, pixels_per_step: int = 1,
+                 seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
-        if cell == "relu_rnn":
-            self.rnn: nn.Module = nn.RNN(1, hidden, nonlinearity="relu", batch_first=True)
-            if recurrent_gain is not None:
-                nn.init.orthogonal_(self.rnn.weight_hh_l0, gain=recurrent_gain)
-        elif cell == "lstm":
-            self.rnn = nn.LSTM(1, hidden, batch_first=True)
-        else:
+        if pixels_per_step < 1 or 64 % pixels_per_step:
+            raise ValueError(f"pixels_per_step must divide 64, got {pixels_per_step!r}")
+        self.pixels_per_step = pixels_per_step
+        if cell not in ("relu_rnn", "lstm"):
             raise ValueError(f"unknown cell {cell!r}; valid choices are 'relu_rnn', 'lstm'")
-        self.head = nn.Linear(hidden, classes)
+        with torch.random.fork_rng(devices=[]):       # seeded; the global state is left alone
+            torch.manual_seed(seed)
+            if cell == "relu_rnn":
+                self.rnn: nn.Module = nn.RNN(pixels_per_step, hidden, nonlinearity="relu",
+                                             batch_first=True)
+                if recurrent_gain is not None:
+                    nn.init.orthogonal_(self.rnn.weight_hh_l0, gain=recurrent_gain)
+            else:
+                self.rnn = nn.LSTM(pixels_per_step, hidden, batch_first=True)
+            self.head = nn.Linear(hidden, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x.reshape(x.shape[0], -1, 1))
+        out, _ = self.rnn(x.reshape(x.shape[0], -1, self.pixels_per_step))
         return self.head(out[:, -1])
 
 
