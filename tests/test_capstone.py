@@ -8,14 +8,31 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-
 from gradpath.data import teacher_classification
 from gradpath.doctor import KINDS
 from gradpath.experiments.capstone import (
-    ABLATIONS, DECISION_GUIDE, FIXES, OPTIMIZER_NAMES, PixelRNN, SmallCNN, StackedMLP,
-    TanhMLP, ablation, adaptive_rate_spread, build_recipe_model, decision_guide_markdown,
-    first_adam_step, full_recipe, ladder, optimizer_update, torch_optimizer, train_recipe,
-    train_recipe_seeds, train_with_doctor, warmup_schedule)
+    ABLATIONS,
+    DECISION_GUIDE,
+    FIXES,
+    OPTIMIZER_NAMES,
+    PixelRNN,
+    SmallCNN,
+    StackedMLP,
+    TanhMLP,
+    ablation,
+    adaptive_rate_spread,
+    build_recipe_model,
+    decision_guide_markdown,
+    first_adam_step,
+    full_recipe,
+    ladder,
+    optimizer_update,
+    torch_optimizer,
+    train_recipe,
+    train_recipe_seeds,
+    train_with_doctor,
+    warmup_schedule,
+)
 
 SETTINGS = {"sgd": {"lr": 0.1}, "momentum": {"lr": 0.05, "beta1": 0.9},
             "rmsprop": {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8},
@@ -75,7 +92,7 @@ def test_adaptive_rate_spread_falls_with_steps() -> None:
     gen = torch.Generator().manual_seed(0)
     grads = torch.randn(64, 100, generator=gen) * torch.rand(1, 100, generator=gen)
     spread = adaptive_rate_spread(grads, [1, 4, 16, 64])
-    assert all(a > b for a, b in zip(spread, spread[1:]))
+    assert all(a > b for a, b in zip(spread, spread[1:], strict=False))
     assert spread[0] > 4 * spread[-1]
     with pytest.raises(ValueError, match="shape"):
         adaptive_rate_spread(torch.zeros(3), [1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,9 +20,9 @@ from torch import nn
 
 from gradpath.data import Dataset
 from gradpath.doctor import KINDS, Doctor, Report
-from gradpath.models import DeepMLP
+from gradpath.models import Block, DeepMLP
 
-# --------------------------------------------------------------------------- optimizers, written out
+# ------------------------------------------------------------------------ optimizers, written out
 
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 
@@ -54,7 +54,8 @@ def optimizer_update(name: str, param: torch.Tensor, grad: torch.Tensor,
         ValueError: for an unknown ``name`` or mismatched shapes.
     """
     if name not in OPTIMIZER_NAMES:
-        raise ValueError(f"unknown optimizer {name!r}; valid choices are {', '.join(OPTIMIZER_NAMES)}")
+        raise ValueError(f"unknown optimizer {name!r}; valid choices are "
+                         f"{', '.join(OPTIMIZER_NAMES)}")
     if param.shape != grad.shape:
         raise ValueError(f"param has shape {tuple(param.shape)} but grad has {tuple(grad.shape)}")
     t = state["t"] = state.get("t", 0) + 1
@@ -354,7 +355,8 @@ class StackedMLP(nn.Module):
     def __init__(self, models: Sequence[DeepMLP]) -> None:
         super().__init__()
         first = models[0]
-        blocks = list(first.blocks)
+        per_model = [[cast(Block, b) for b in m.blocks] for m in models]
+        blocks = per_model[0]
         self.residual = [bool(b.residual) for b in blocks]
         for b in blocks:
             if b.residual and b.order != "pre":
@@ -362,27 +364,32 @@ class StackedMLP(nn.Module):
             if not isinstance(b.norm, (nn.Identity, nn.LayerNorm)):
                 raise ValueError(f"StackedMLP supports LayerNorm or no norm, got {b.norm}")
         self.layered = [isinstance(b.norm, nn.LayerNorm) for b in blocks]
-        self.activation = blocks[0].activation
+        self.activation: nn.Module = blocks[0].activation
 
-        def stack(get: Callable[[DeepMLP], torch.Tensor]) -> nn.Parameter:
-            return nn.Parameter(torch.stack([get(m).detach().clone() for m in models]))
+        def stack(tensors: list[torch.Tensor]) -> nn.Parameter:
+            return nn.Parameter(torch.stack([t.detach().clone() for t in tensors]))
 
+        def norm_of(b: Block) -> nn.LayerNorm:
+            return cast(nn.LayerNorm, b.norm)
+
+        depth = len(blocks)
         self.weights = nn.ParameterList(
-            [stack(lambda m, i=i: m.blocks[i].linear.weight.transpose(0, 1))
-             for i in range(len(blocks))] + [stack(lambda m: m.head.weight.transpose(0, 1))])
+            [stack([bs[i].linear.weight.T for bs in per_model]) for i in range(depth)]
+            + [stack([m.head.weight.T for m in models])])
         self.biases = nn.ParameterList(
-            [stack(lambda m, i=i: m.blocks[i].linear.bias[None]) for i in range(len(blocks))]
-            + [stack(lambda m: m.head.bias[None])])
+            [stack([bs[i].linear.bias[None] for bs in per_model]) for i in range(depth)]
+            + [stack([m.head.bias[None] for m in models])])
         self.gains = nn.ParameterList(
-            [stack(lambda m, i=i: m.blocks[i].norm.weight[None]) for i in range(len(blocks))
+            [stack([norm_of(bs[i]).weight[None] for bs in per_model]) for i in range(depth)
              if self.layered[i]])
         self.shifts = nn.ParameterList(
-            [stack(lambda m, i=i: m.blocks[i].norm.bias[None]) for i in range(len(blocks))
+            [stack([norm_of(bs[i]).bias[None] for bs in per_model]) for i in range(depth)
              if self.layered[i]])
         self.final = isinstance(first.final, nn.Sequential)
         if self.final:
-            self.final_gain = stack(lambda m: m.final[0].weight[None])
-            self.final_shift = stack(lambda m: m.final[0].bias[None])
+            finals = [cast(nn.LayerNorm, cast(nn.Sequential, m.final)[0]) for m in models]
+            self.final_gain = stack([f.weight[None] for f in finals])
+            self.final_shift = stack([f.bias[None] for f in finals])
 
     def _norm(self, h: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(h, h.shape[-1:], eps=1e-5) * gain + shift
@@ -570,7 +577,8 @@ class PixelRNN(nn.Module):
                 self.rnn: nn.Module = nn.RNN(pixels_per_step, hidden, nonlinearity="relu",
                                              batch_first=True)
                 if recurrent_gain is not None:
-                    nn.init.orthogonal_(self.rnn.weight_hh_l0, gain=recurrent_gain)
+                    nn.init.orthogonal_(cast(torch.Tensor, self.rnn.weight_hh_l0),
+                                        gain=recurrent_gain)
             else:
                 self.rnn = nn.LSTM(pixels_per_step, hidden, batch_first=True)
             self.head = nn.Linear(hidden, classes)
