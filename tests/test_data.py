@@ -46,7 +46,8 @@ def test_split_is_a_seeded_partition_of_the_examples():
     assert [len(p) for p in data.split()] == [8, 2]                   # default: a quarter
     assert [len(p) for p in data.split(0.25)] == [8, 2]               # round(7.5) = 8
     for bad in (0.0, 1.0, -0.1):
-        with pytest.raises(ValueError, match=r"^test_fraction must be in the open interval \(0, 1\)"):
+        with pytest.raises(ValueError,
+                match=r"^test_fraction must be in the open interval \(0, 1\)"):
             data.split(bad)
 
 

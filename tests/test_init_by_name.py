@@ -106,7 +106,8 @@ def test_refusals_name_the_problem_exactly():
         initialize_by_name_(net, "proj", "kaiming")
     for scheme in ("normal", "uniform"):
         for scale in (None, 0.0, -1.0):
-            with pytest.raises(ValueError, match=rf"^(scheme '{scheme}' needs a positive scale|scale "
+            with pytest.raises(ValueError,
+                    match=rf"^(scheme '{scheme}' needs a positive scale|scale "
                                                  rf"must be a finite positive number), "
                                                  rf"got {scale!r}$"):
                 initialize_by_name_(net, "proj", scheme, scale=scale)

@@ -55,7 +55,8 @@ def test_pytorch_default_bound_and_uniform_std():
     assert uniform_std(math.sqrt(3)) == pytest.approx(1.0, rel=1e-15)
     assert uniform_std(1e-300) > 0
     for bad in (0.0, -1.0):
-        with pytest.raises(ValueError, match=rf"^bound must be a finite positive number, got {bad!r}$"):
+        with pytest.raises(ValueError,
+                match=rf"^bound must be a finite positive number, got {bad!r}$"):
             uniform_std(bad)
 
 
@@ -119,7 +120,8 @@ def test_lsuv_on_a_plain_module_and_on_one_without_linear_layers():
     report = lsuv_(model, x, generator=torch.Generator().manual_seed(0))
     assert len(report.variances) == 2 and report.all_converged
     assert float(model(x).detach().var()) == pytest.approx(1.0, abs=0.1)
-    with pytest.raises(ValueError, match=r"^lsuv_: model Sequential has no nn.Linear layers to initialize "):
+    with pytest.raises(ValueError, match=r"^lsuv_: model Sequential has no nn.Linear layers to "
+                                         r"initialize "):
         lsuv_(nn.Sequential(nn.Tanh()), x)
 
 

@@ -137,7 +137,8 @@ def test_deep_mlp_errors_name_the_argument_and_value():
     for name, kwargs in (("in_features", {"in_features": 0}), ("out_features",
                          {"out_features": 2.0}), ("width", {"width": -1})):
         args = {"in_features": 6, "out_features": 3} | kwargs
-        with pytest.raises((ValueError, TypeError), match=rf"^{name} must be an integer >= 1, got "):
+        with pytest.raises((ValueError, TypeError),
+                match=rf"^{name} must be an integer >= 1, got "):
             DeepMLP(**args)
     with pytest.raises(ValueError, match=r"^depth must be an integer >= 2 \(input layer \+ "
                                          r"head\), got 1$"):

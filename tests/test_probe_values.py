@@ -35,7 +35,8 @@ def test_saturation_at_the_default_thresholds_edge():
     assert saturated_fraction("sigmoid", torch.tensor([5.9, 6.0, -6.0, 0.0, 1.0])) == 0.4
     assert saturated_fraction("relu", torch.tensor([[-1.0, -2.0], [3.0, 4.0]]), 0.5) == 0.5
     for bad in (0.0, 1.0):
-        with pytest.raises(ValueError, match=rf"^threshold must be in the open interval \(0, 1\), got {bad}$"):
+        with pytest.raises(ValueError,
+                match=rf"^threshold must be in the open interval \(0, 1\), got {bad}$"):
             saturated_fraction("tanh", z, threshold=bad)
 
 
@@ -77,7 +78,8 @@ def test_activation_statistics_are_each_blocks_input_and_output():
         def forward(self, v: torch.Tensor) -> torch.Tensor:
             return self.blocks[0](v)
 
-    with pytest.raises(ValueError, match=r"^activation_statistics needs a model that records its activation_name"):
+    with pytest.raises(ValueError, match=r"^activation_statistics needs a model that records "
+                                         r"its activation_name"):
         activation_statistics(Unnamed(), x)
 
 
@@ -205,8 +207,9 @@ def test_layer_probes_follow_weight_layers_and_name_their_problems():
 def test_backward_signal_norms_needs_blocks_and_reports_unreached_blocks_as_nan():
     from gradpath.probes import backward_signal_norms
 
-    with pytest.raises(ValueError, match=r"^backward_signal_norms needs a model with a `blocks` "
-                                         r"list \(e.g. gradpath.models.DeepMLP\); Linear has none$"):
+    with pytest.raises(ValueError,
+                       match=r"^backward_signal_norms needs a model with a `blocks` "
+                             r"list \(e.g. gradpath.models.DeepMLP\); Linear has none$"):
         backward_signal_norms(nn.Linear(2, 1), torch.ones(1, 2), torch.ones(1, 1),
                               nn.functional.mse_loss)
 
