@@ -186,6 +186,9 @@ def test_every_chapter_page_is_built_with_its_content(notebook):
                    "References", 'class="cell_output', "_images/", site.PLOTLY_MARKER,
                    "data-shufflequestions"):
         assert needle in text, f"{needle!r} is missing from {page.name}"
+    # a result table displayed as Markdown must render as a table, not as pipes in a paragraph
+    raw_tables = re.findall(r"<p>\|[^<]{0,60}", text)
+    assert not raw_tables, f"Markdown tables left unrendered: {raw_tables[:3]}"
 
 
 def test_the_theme_pair_is_pinned():
