@@ -81,3 +81,28 @@ def test_setup_marks_the_static_build(monkeypatch):
     meta = site.setup(App())
     assert os.environ[site.STATIC_BUILD_ENV] == "1" and meta["parallel_read_safe"]
     assert App.events.count("html-page-context") == 2 and "build-finished" in App.events
+
+
+def test_built_figures_are_palette_pngs_that_keep_their_description(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image, PngImagePlugin
+
+    from gradpath.book import site
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in range(5):
+        ax.plot(range(50), [k * x ** 0.5 for x in range(50)], marker="o", label=f"line {k}")
+    ax.legend()
+    path = tmp_path / "fig.png"
+    fig.savefig(path, metadata={"Description": "five curves"})
+    plt.close(fig)
+    before = path.stat().st_size
+    site._compress_images(tmp_path)
+    with Image.open(path) as image:
+        assert image.mode == "P" and image.text.get("Description") == "five curves"
+    assert path.stat().st_size < 0.6 * before
+    assert not list(tmp_path.glob("*.tmp.png"))
+    assert isinstance(PngImagePlugin.PngInfo(), PngImagePlugin.PngInfo)

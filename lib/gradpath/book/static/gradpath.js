@@ -422,10 +422,27 @@
     }, true);
   }
 
+  /* ------------------------------------------------------------------ wide tables */
+  // A table wider than the column scrolls inside its container; keyboard users need to reach
+  // it (axe: scrollable-region-focusable). Checked once the page and its fonts are laid out.
+  function focusableScrollers() {
+    document.querySelectorAll(".pst-scrollable-table-container, .cell_output .output")
+      .forEach(function (box) {
+        if (box.scrollWidth > box.clientWidth + 1 && !box.hasAttribute("tabindex")) {
+          box.setAttribute("tabindex", "0");
+          if (!box.hasAttribute("role")) box.setAttribute("role", "region");
+          if (!box.hasAttribute("aria-label")) box.setAttribute("aria-label", "scrollable table");
+        }
+      });
+  }
+
   ready(function () {
     setUpFigures();
     setUpQuizzes();
     setUpMath();
     setUpThebe();
+    focusableScrollers();
+    window.addEventListener("load", focusableScrollers);
+    window.addEventListener("resize", focusableScrollers);
   });
 })();
