@@ -88,9 +88,8 @@ def test_built_figures_are_palette_pngs_that_keep_their_description(tmp_path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image, PngImagePlugin
-
     from gradpath.book import site
+    from PIL import Image, PngImagePlugin
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in range(5):
