@@ -12,12 +12,15 @@ from conftest import ROOT
 from gradpath.book.quiz import load_quiz
 from gradpath.experiments.history import (
     CountingLoss,
+    batched_forward_gradient,
     cost_sweep,
     forward_mode_gradient,
     gradient_cost,
+    matmul_flops,
     mlp_loss,
     reverse_mode_gradient,
 )
+from torch.func import jacfwd
 
 PAGE = ROOT / "history.ipynb"
 
@@ -29,6 +32,16 @@ def test_both_modes_agree_with_autograd():
     loss(p).backward()
     assert torch.allclose(forward_mode_gradient(loss, theta), p.grad, rtol=1e-12, atol=1e-14)
     assert torch.allclose(reverse_mode_gradient(loss, theta), p.grad, rtol=1e-12, atol=1e-14)
+    for chunk in (1, 4, 256):      # chunks that split P = 18 unevenly, and one that holds it all
+        batched = batched_forward_gradient(loss, theta, chunk_size=chunk)
+        assert torch.allclose(batched, p.grad, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(batched, jacfwd(loss)(theta), rtol=1e-12, atol=1e-14)
+
+
+def test_matmul_flops_counts_products_only():
+    a, b = torch.ones(3, 4), torch.ones(4, 5)
+    assert matmul_flops(lambda: a @ b) == 2 * 3 * 4 * 5
+    assert matmul_flops(lambda: torch.tanh(a)) == 0
 
 
 def test_forward_mode_needs_one_pass_per_parameter_and_reverse_one():
@@ -45,8 +58,15 @@ def test_gradient_cost_counts_per_gradient_and_reports_agreement():
     row = gradient_cost(features=3, hidden=2, repeats=2)
     assert row.params == 8 and row.forward_passes == 8 and row.reverse_passes == 1
     assert row.max_difference < 1e-12
-    assert row.forward_seconds > 0 and row.reverse_seconds > 0
+    assert row.forward_seconds > 0 and row.batched_seconds > 0 and row.reverse_seconds > 0
     assert row.time_ratio == row.forward_seconds / row.reverse_seconds
+    assert row.batched_time_ratio == row.batched_seconds / row.reverse_seconds
+    # FLOPs: X (64x3) @ W (3x2) is the loss's one counted product.
+    assert row.loss_flops == 2 * 64 * 3 * 2
+    assert row.reverse_flops == 2 * row.loss_flops
+    assert row.forward_flops == row.params * 3 * row.loss_flops
+    assert row.params * row.loss_flops <= row.batched_flops < row.forward_flops
+    assert row.flop_ratio == row.batched_flops / row.reverse_flops
     assert [r.params for r in cost_sweep([1, 2], features=3, repeats=1)] == [4, 8]
 
 
@@ -61,6 +81,9 @@ def test_mlp_loss_is_seeded():
     (lambda: mlp_loss(3, 2.5), "hidden"),
     (lambda: forward_mode_gradient(lambda t: t.sum(), torch.zeros(2, 2)), "1-d"),
     (lambda: reverse_mode_gradient(lambda t: t.sum(), torch.zeros(2, 2)), "1-d"),
+    (lambda: batched_forward_gradient(lambda t: t.sum(), torch.zeros(2, 2)), "1-d"),
+    (lambda: batched_forward_gradient(lambda t: t.sum(), torch.zeros(2), chunk_size=0),
+     "chunk_size"),
     (lambda: gradient_cost(3, 2, repeats=0), "repeats"),
     (lambda: cost_sweep([]), "hiddens"),
 ])

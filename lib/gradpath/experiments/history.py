@@ -10,13 +10,18 @@ differentiation in machine learning: a survey", JMLR 2018).
 
 - :func:`mlp_loss` builds a small seeded tanh network whose loss is a function of one flat
   parameter vector, so both modes differentiate the same function.
-- :class:`CountingLoss` wraps a loss and counts how often it is evaluated: the number of passes a
-  method needs is measured, not assumed.
+- :class:`CountingLoss` wraps a loss and counts how often it is evaluated: the number of passes
+  each implementation makes is counted, as a check.
 - :func:`forward_mode_gradient` assembles the gradient from ``P`` calls of ``torch.func.jvp``;
-  :func:`reverse_mode_gradient` gets it from one call of ``torch.func.grad``.
-- :func:`cost_sweep` (and :func:`gradient_cost` for one size) time both (best of several
-  interleaved repeats, since a shared machine adds noise only upwards) and compare their
-  gradients.
+  :func:`batched_forward_gradient` pushes the same ``P`` tangents through in batches with
+  ``torch.func.vmap`` (what ``torch.func.jacfwd`` does), which removes the per-call overhead but
+  not the arithmetic; :func:`reverse_mode_gradient` gets the gradient from one call of
+  ``torch.func.grad``.
+- :func:`matmul_flops` counts the floating-point operations of the matrix products a call makes
+  (``torch.utils.flop_counter.FlopCounterMode``): arithmetic measured independently of the clock.
+- :func:`cost_sweep` (and :func:`gradient_cost` for one size) time the three (best of several
+  interleaved repeats, since a shared machine adds noise only upwards), count their arithmetic
+  and compare their gradients.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, jvp, vmap
+from torch.utils.flop_counter import FlopCounterMode
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -118,6 +124,63 @@ def forward_mode_gradient(loss: LossFn, theta: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def batched_forward_gradient(loss: LossFn, theta: torch.Tensor,
+                             chunk_size: int = 256) -> torch.Tensor:
+    """Forward mode with the ``P`` basis tangents batched by ``torch.func.vmap``.
+
+    This is how ``torch.func.jacfwd`` computes a Jacobian: one vectorised ``jvp`` over a stack of
+    tangents instead of a Python loop, here in chunks of at most ``chunk_size`` tangents so that
+    memory stays bounded. It makes far fewer calls than :func:`forward_mode_gradient`, but every
+    tangent still carries its own copy of the arithmetic, so the work still grows with ``P``.
+
+    Args:
+        loss: a function of a 1-d tensor returning a 0-d tensor.
+        theta: the 1-d point (shape ``(P,)``).
+        chunk_size: most tangents per vectorised call (>= 1).
+
+    Returns:
+        The gradient, shape ``(P,)``, dtype of ``theta``.
+
+    Raises:
+        ValueError: if ``theta`` is not 1-d or ``chunk_size`` is below 1.
+    """
+    if theta.dim() != 1:
+        raise ValueError(f"theta must be a flat (1-d) parameter vector, got shape "
+                         f"{tuple(theta.shape)}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    n = theta.numel()
+
+    def directional(v: torch.Tensor) -> torch.Tensor:
+        return jvp(loss, (theta,), (v,))[1]
+
+    parts = []
+    for start in range(0, n, chunk_size):
+        rows = min(chunk_size, n - start)
+        basis = torch.zeros(rows, n, dtype=theta.dtype, device=theta.device)
+        basis[torch.arange(rows), start + torch.arange(rows)] = 1.0
+        parts.append(vmap(directional)(basis))
+    return torch.cat(parts)
+
+
+def matmul_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of the matrix products that ``fn()`` runs.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as two; only
+    matrix products are counted, not elementwise work such as ``tanh``), so the number does not
+    depend on the machine or its load.
+
+    Args:
+        fn: a function of no arguments; it is called once.
+
+    Returns:
+        The total count (an int >= 0).
+    """
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
 def reverse_mode_gradient(loss: LossFn, theta: torch.Tensor) -> torch.Tensor:
     """The gradient of ``loss`` at ``theta`` from reverse mode: one forward and one backward pass.
 
@@ -143,24 +206,48 @@ class GradientCost:
 
     Attributes:
         params: number of parameters ``P``.
-        forward_passes: evaluations of the loss forward mode made for one gradient.
+        forward_passes: evaluations of the loss the jvp loop made for one gradient.
         reverse_passes: evaluations of the loss reverse mode made for one gradient.
-        forward_seconds: best wall time of one forward-mode gradient (seconds).
+        forward_seconds: best wall time of one forward-mode gradient by the jvp loop (seconds).
+        batched_seconds: best wall time of one forward-mode gradient with the tangents batched
+            by ``vmap`` (seconds).
         reverse_seconds: best wall time of one reverse-mode gradient (seconds).
-        max_difference: largest ``|g_fwd - g_rev|`` entry, relative to the largest ``|g_rev|``.
+        loss_flops: matrix-product FLOPs of one evaluation of the loss.
+        forward_flops: matrix-product FLOPs of one gradient by the jvp loop: the FLOPs of one
+            ``jvp`` times the passes the loop made (every pass runs the same dense operations;
+            counting the whole loop under the counter would be slow).
+        batched_flops: matrix-product FLOPs of one gradient by batched forward mode.
+        reverse_flops: matrix-product FLOPs of one reverse-mode gradient.
+        max_difference: largest ``|g - g_rev|`` entry over both forward-mode gradients ``g``,
+            relative to the largest ``|g_rev|``.
     """
 
     params: int
     forward_passes: int
     reverse_passes: int
     forward_seconds: float
+    batched_seconds: float
     reverse_seconds: float
+    loss_flops: int
+    forward_flops: int
+    batched_flops: int
+    reverse_flops: int
     max_difference: float
 
     @property
     def time_ratio(self) -> float:
-        """Forward-mode time over reverse-mode time."""
+        """Forward-mode (jvp loop) time over reverse-mode time."""
         return self.forward_seconds / self.reverse_seconds
+
+    @property
+    def batched_time_ratio(self) -> float:
+        """Batched forward-mode time over reverse-mode time."""
+        return self.batched_seconds / self.reverse_seconds
+
+    @property
+    def flop_ratio(self) -> float:
+        """Batched forward-mode FLOPs over reverse-mode FLOPs."""
+        return self.batched_flops / self.reverse_flops
 
 
 def _timed(method: Callable[[LossFn, torch.Tensor], torch.Tensor], loss: LossFn,
@@ -172,13 +259,16 @@ def _timed(method: Callable[[LossFn, torch.Tensor], torch.Tensor], loss: LossFn,
 
 def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, seed: int = 0,
                repeats: int = 3) -> list[GradientCost]:
-    """Time and count one full gradient of :func:`mlp_loss` by forward and by reverse mode, for
-    each hidden width in ``hiddens`` (so ``P = hidden·(features+1)`` parameters).
+    """Time and count one full gradient of :func:`mlp_loss` by forward mode (a jvp loop, and the
+    same tangents batched by ``vmap``) and by reverse mode, for each hidden width in ``hiddens``
+    (so ``P = hidden·(features+1)`` parameters).
 
-    Each time is the minimum over ``repeats`` runs (load on a shared machine only ever adds
-    time), and the runs are interleaved — every size once, then every size again — so a burst
-    of load does not fall on one size only. Reverse mode, being cheap, runs ``10 × repeats``
-    times. Passes are counted with :class:`CountingLoss`, per gradient.
+    Each forward-mode time is the minimum over ``repeats`` runs (load on a shared machine only
+    ever adds time); reverse mode, being cheap, runs ``10 × repeats`` times. The runs are
+    interleaved — every size once, then every size again — so a burst of load does not fall on
+    one size only. Passes are counted with :class:`CountingLoss`, per gradient, and arithmetic
+    with :func:`matmul_flops` (one extra, untimed run of each method; for the jvp loop, one
+    ``jvp`` times the number of passes).
 
     Raises:
         ValueError: if ``hiddens`` is empty, a size is below 1 or ``repeats`` is below 1.
@@ -189,27 +279,35 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     problems = [mlp_loss(features, h, samples, seed) for h in hiddens]
     counters = [(CountingLoss(fn), CountingLoss(fn)) for fn, _ in problems]
-    best_fwd = [float("inf")] * len(problems)
-    best_rev = [float("inf")] * len(problems)
-    grads: list[tuple[torch.Tensor, torch.Tensor]] = [(t, t) for _, t in problems]
+    best = [[float("inf")] * 3 for _ in problems]      # loop, batched, reverse
+    grads: list[tuple[torch.Tensor, ...]] = [(t, t, t) for _, t in problems]
     for _ in range(repeats):
-        for k, ((_, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters,
-                                                                   strict=True)):
+        for k, ((fn, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters,
+                                                                    strict=True)):
             t_fwd, g_fwd = _timed(forward_mode_gradient, fwd_loss, theta)
-            best_fwd[k] = min(best_fwd[k], t_fwd)
+            t_bat, g_bat = _timed(batched_forward_gradient, fn, theta)
+            best[k][0] = min(best[k][0], t_fwd)
+            best[k][1] = min(best[k][1], t_bat)
             for _ in range(10):
                 t_rev, g_rev = _timed(reverse_mode_gradient, rev_loss, theta)
-                best_rev[k] = min(best_rev[k], t_rev)
-            grads[k] = (g_fwd, g_rev)
+                best[k][2] = min(best[k][2], t_rev)
+            grads[k] = (g_fwd, g_bat, g_rev)
     rows = []
-    for k, ((_, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters, strict=True)):
-        g_fwd, g_rev = grads[k]
+    for k, ((fn, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters, strict=True)):
+        g_fwd, g_bat, g_rev = grads[k]
         scale = float(g_rev.abs().max())
-        diff = float((g_fwd - g_rev).abs().max()) / (scale if scale > 0 else 1.0)
-        rows.append(GradientCost(params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
-                                 reverse_passes=rev_loss.calls // (10 * repeats),
-                                 forward_seconds=best_fwd[k], reverse_seconds=best_rev[k],
-                                 max_difference=diff))
+        diff = max(float((g - g_rev).abs().max()) for g in (g_fwd, g_bat))
+        rows.append(GradientCost(
+            params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
+            reverse_passes=rev_loss.calls // (10 * repeats), forward_seconds=best[k][0],
+            batched_seconds=best[k][1], reverse_seconds=best[k][2],
+            loss_flops=matmul_flops(lambda fn=fn, theta=theta: fn(theta)),
+            forward_flops=fwd_loss.calls // repeats * matmul_flops(
+                lambda fn=fn, theta=theta: jvp(fn, (theta,), (torch.ones_like(theta),))),
+            batched_flops=matmul_flops(
+                lambda fn=fn, theta=theta: batched_forward_gradient(fn, theta)),
+            reverse_flops=matmul_flops(lambda fn=fn, theta=theta: reverse_mode_gradient(fn, theta)),
+            max_difference=diff / (scale if scale > 0 else 1.0)))
     return rows
 
 
