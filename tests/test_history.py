@@ -42,6 +42,7 @@ def test_matmul_flops_counts_products_only():
     a, b = torch.ones(3, 4), torch.ones(4, 5)
     assert matmul_flops(lambda: a @ b) == 2 * 3 * 4 * 5
     assert matmul_flops(lambda: torch.tanh(a)) == 0
+    assert matmul_flops(lambda: a @ torch.ones(4)) == 0       # matrix-vector: not counted
 
 
 def test_forward_mode_needs_one_pass_per_parameter_and_reverse_one():
