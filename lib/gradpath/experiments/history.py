@@ -265,9 +265,9 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
     (so ``P = hidden·(features+1)`` parameters).
 
     Each jvp-loop time is the minimum over ``repeats`` runs (load on a shared machine only ever
-    adds time); batched forward mode and reverse mode, being cheap, run ``10 × repeats`` times. The runs are
-    interleaved — every size once, then every size again — so a burst of load does not fall on
-    one size only. Passes are counted with :class:`CountingLoss`, per gradient, and arithmetic
+    adds time); batched forward mode and reverse mode, being cheap, run ``10 × repeats`` times.
+    The runs are interleaved — every size once, then every size again — so a burst of load does
+    not fall on one size only. Passes are counted with :class:`CountingLoss`, per gradient, and arithmetic
     with :func:`matmul_flops` (one extra, untimed run of each method; for the jvp loop, one
     ``jvp`` times the number of passes).
 
