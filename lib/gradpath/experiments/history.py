@@ -267,9 +267,9 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
     Each jvp-loop time is the minimum over ``repeats`` runs (load on a shared machine only ever
     adds time); batched forward mode and reverse mode, being cheap, run ``10 × repeats`` times.
     The runs are interleaved — every size once, then every size again — so a burst of load does
-    not fall on one size only. Passes are counted with :class:`CountingLoss`, per gradient, and arithmetic
-    with :func:`matmul_flops` (one extra, untimed run of each method; for the jvp loop, one
-    ``jvp`` times the number of passes).
+    not fall on one size only. Passes are counted with :class:`CountingLoss`, per gradient, and
+    arithmetic with :func:`matmul_flops` (one extra, untimed run of each method; for the jvp
+    loop, one ``jvp`` times the number of passes).
 
     Raises:
         ValueError: if ``hiddens`` is empty, a size is below 1 or ``repeats`` is below 1.
