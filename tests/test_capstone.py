@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -30,6 +30,7 @@ from gradpath.experiments.capstone import (
     torch_optimizer,
     train_recipe,
     train_recipe_seeds,
+    train_recipe_variants,
     train_with_doctor,
     warmup_schedule,
 )
@@ -143,6 +144,33 @@ def test_seed_runs_match_single_runs() -> None:
         assert single.accuracy == pytest.approx(both.accuracy[1], abs=1e-9)
         assert single.report.steps == 12
         assert both.spread >= 0 and 0 <= both.mean <= 1
+
+
+def test_recipe_variants_match_single_runs() -> None:
+    # one stack per architecture and optimizer; per run its own init, warm-up, clip and rate
+    data = teacher_classification(128, 6, 3, seed=0)
+    train, test = data.split(0.25, seed=0)
+    full = full_recipe()
+    sgd = replace(full, optimizer="sgd", warmup=0.0)
+    variants = {"full": (full, None), "fast": (full, {"adam": 1e-2}),
+                "no warm-up": (replace(full, warmup=0.0), None),
+                "no clip": (replace(full, clip=None), {"adam": 3e-3}),
+                "default init": (replace(full, init="pytorch_default"), None),
+                "again": (full, None),
+                "sgd": (replace(sgd, warmup=0.2), {"sgd": 0.05}), "sgd clip": (sgd, None),
+                "plain": (list(ladder().values())[1], None)}
+    kw = dict(steps=12, batch_size=16, width=8, depth=5)
+    out = train_recipe_variants(variants, train, test, seeds=[0, 1], **kw)
+    assert list(out) == list(variants)
+    assert out["again"] is out["full"]                      # identical variants train once
+    for key, (recipe, lrs) in variants.items():
+        single = train_recipe(recipe, train, test, seed=1, lrs=lrs, sample_every=4, **kw)
+        assert np.allclose(single.loss, out[key].loss[1], rtol=1e-4, atol=1e-5), key
+        assert single.accuracy == pytest.approx(out[key].accuracy[1], abs=1e-9), key
+    assert not np.allclose(out["full"].loss, out["fast"].loss)
+    with pytest.raises(ValueError, match="rmsprop"):
+        train_recipe_variants({0: (replace(full, optimizer="rmsprop"), None)}, train, test,
+                              seeds=[0], **kw)
 
 
 def test_seed_runs_stop_a_broken_run() -> None:

@@ -125,7 +125,7 @@ def adaptive_rate_spread(grads: torch.Tensor, steps: Sequence[int], *, beta2: fl
     ``v̂_t`` from them and returns, per ``t``, the median over coordinates of the coefficient of
     variation (std/mean over the resamples) of ``1/(√v̂_t + ε)``. Liu et al. (2020, RAdam) showed
     that this variance is large in the first steps, when ``v̂`` rests on a few gradients, and
-    falls as ``1/t``-like; warm-up keeps the learning rate small while it is large.
+    falls roughly as ``1/√t`` (for independently drawn batches); warm-up keeps the learning rate small while it is large.
 
     Returns:
         shape (len(steps),), float64.
@@ -276,6 +276,21 @@ class RecipeRun:
         return ", ".join(sorted(self.report.kinds())) or "healthy"
 
 
+def _optimizer(name: str, params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    # foreach: one fused call per step instead of a Python loop over ~60 small tensors (the same
+    # arithmetic; PyTorch only picks it by default on GPUs)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.SGD(params, lr=lr, foreach=True)
+
+
+def _finite(loss: torch.Tensor, params: Any) -> bool:
+    """Whether the loss and every gradient entry are finite (decided from the tensors)."""
+    grads = [p.grad.detach().flatten() for p in params if p.grad is not None]
+    return bool(torch.isfinite(loss).all()) and (
+        not grads or bool(torch.isfinite(torch.cat(grads)).all()))
+
+
 def warmup_schedule(step: int, total: int, warmup: float) -> float:
     """Linear warm-up multiplier ``min(1, (step + 1) / W)`` at 0-based ``step``, with
     ``W = round(warmup · total)`` steps (1 when ``W`` is 0)."""
@@ -300,9 +315,7 @@ def train_recipe(recipe: Recipe, train: Dataset, test: Dataset, *, steps: int,
     model = build_recipe_model(recipe, train.features, train.classes, width=width, depth=depth,
                                seed=seed).to(device)
     lr = lrs[recipe.optimizer]
-    opt: torch.optim.Optimizer = (torch.optim.Adam(model.parameters(), lr=lr)
-                                  if recipe.optimizer == "adam"
-                                  else torch.optim.SGD(model.parameters(), lr=lr))
+    opt = _optimizer(recipe.optimizer, list(model.parameters()), lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_schedule(s, steps, recipe.warmup))
     gen = torch.Generator().manual_seed(10_000 + seed)
@@ -318,10 +331,7 @@ def train_recipe(recipe: Recipe, train: Dataset, test: Dataset, *, steps: int,
             loss = F.cross_entropy(model(train.x[idx]), train.y[idx])
             loss.backward()
             doctor.step(loss)
-            finite = bool(torch.isfinite(loss)) and all(
-                bool(torch.isfinite(p.grad).all()) for p in model.parameters()
-                if p.grad is not None)
-            if not finite:
+            if not _finite(loss, model.parameters()):
                 broke = step
                 break
             losses[step] = float(loss.detach())
@@ -453,6 +463,11 @@ def _batches(n: int, batch_size: int, seed: int) -> Callable[[], torch.Tensor]:
     return next_batch
 
 
+ARCHITECTURE_FIELDS = ("activation", "norm", "residual", "optimizer")
+"""The :class:`Recipe` fields that runs trained side by side must share (the rest — init,
+warm-up, clipping — and the learning rate may differ from run to run)."""
+
+
 def train_recipe_seeds(recipe: Recipe, train: Dataset, test: Dataset, *, steps: int,
                        batch_size: int, width: int, depth: int, seeds: Sequence[int],
                        lrs: dict[str, float] | None = None) -> SeedRuns:
@@ -465,26 +480,69 @@ def train_recipe_seeds(recipe: Recipe, train: Dataset, test: Dataset, *, steps: 
     (its norm computed in float64). A run whose loss or gradient turns non-finite stops updating;
     the others carry on.
     """
-    lrs = {**LEARNING_RATES, **(lrs or {})}
-    if recipe.optimizer not in lrs:
-        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; valid choices are "
-                         f"{', '.join(lrs)}")
+    return train_recipe_variants({0: (recipe, lrs)}, train, test, steps=steps,
+                                 batch_size=batch_size, width=width, depth=depth,
+                                 seeds=seeds)[0]
+
+
+def train_recipe_variants(variants: dict[Any, tuple[Recipe, dict[str, float] | None]],
+                          train: Dataset, test: Dataset, *, steps: int, batch_size: int,
+                          width: int, depth: int, seeds: Sequence[int]) -> dict[Any, SeedRuns]:
+    """Train every variant ``key -> (recipe, lrs)`` from every seed, as few stacks as possible.
+
+    Variants that share the :data:`ARCHITECTURE_FIELDS` are trained side by side in one
+    :class:`StackedMLP` (``len(variants in the group) × len(seeds)`` runs); each run keeps its own
+    initialization, warm-up, clipping threshold and learning rate. Identical variants are
+    trained once. Each run computes what :func:`train_recipe` computes for it, up to float32
+    rounding: the optimizer runs at learning rate 1 and each run's step is then scaled by its
+    own ``lr · warm-up multiplier`` (SGD: the gradient is scaled first).
+
+    Returns:
+        ``key -> SeedRuns``, in the order of ``variants``.
+
+    Raises:
+        ValueError: for an unknown optimizer (with the valid choices).
+    """
+    resolved: dict[Any, tuple[Recipe, float]] = {}
+    for key, (recipe, lrs) in variants.items():
+        table = {**LEARNING_RATES, **(lrs or {})}
+        if recipe.optimizer not in table:
+            raise ValueError(f"unknown optimizer {recipe.optimizer!r}; valid choices are "
+                             f"{', '.join(table)}")
+        resolved[key] = (recipe, float(table[recipe.optimizer]))
+    groups: dict[tuple[Any, ...], list[tuple[Recipe, float]]] = {}
+    for spec in dict.fromkeys(resolved.values()):                  # unique, in order
+        arch = tuple(getattr(spec[0], f) for f in ARCHITECTURE_FIELDS)
+        groups.setdefault(arch, []).append(spec)
+    done: dict[tuple[Recipe, float], SeedRuns] = {}
+    for specs in groups.values():
+        done.update(_train_stack(specs, train, test, steps=steps, batch_size=batch_size,
+                                 width=width, depth=depth, seeds=list(seeds)))
+    return {key: done[spec] for key, spec in resolved.items()}
+
+
+def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Dataset, *,
+                 steps: int, batch_size: int, width: int, depth: int,
+                 seeds: list[int]) -> dict[tuple[Recipe, float], SeedRuns]:
+    runs_of = [(spec, s) for spec in specs for s in seeds]         # spec-major
     device = train.x.device
-    models = [build_recipe_model(recipe, train.features, train.classes, width=width,
-                                 depth=depth, seed=s) for s in seeds]
+    models = [build_recipe_model(spec[0], train.features, train.classes, width=width,
+                                 depth=depth, seed=s) for spec, s in runs_of]
     model = StackedMLP(models).to(device)
-    runs = len(seeds)
-    lr = lrs[recipe.optimizer]
+    runs = len(runs_of)
+    optimizer = specs[0][0].optimizer
     params = list(model.parameters())
-    opt: torch.optim.Optimizer = (torch.optim.Adam(params, lr=lr) if recipe.optimizer == "adam"
-                                  else torch.optim.SGD(params, lr=lr))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_schedule(s, steps, recipe.warmup))
-    draws = [_batches(len(train), batch_size, s) for s in seeds]
+    opt = _optimizer(optimizer, params, 1.0)
+    rates = torch.tensor([lr for (_, lr), _ in runs_of], dtype=torch.float64, device=device)
+    clips = torch.tensor([math.inf if r.clip is None else r.clip for (r, _), _ in runs_of],
+                         dtype=torch.float64, device=device)
+    draws = [_batches(len(train), batch_size, s) for _, s in runs_of]
     alive = torch.ones(runs, dtype=torch.bool, device=device)
     broke: list[int | None] = [None] * runs
     losses = np.full((runs, steps), np.nan)
     for step in range(steps):
+        warm = torch.tensor([warmup_schedule(step, steps, r.warmup) for (r, _), _ in runs_of],
+                            dtype=torch.float64, device=device)
         index = torch.stack([d() for d in draws]).to(device)            # (runs, batch)
         out = model(train.x[index])
         loss = F.cross_entropy(out.flatten(0, 1), train.y[index].flatten(),
@@ -500,30 +558,34 @@ def train_recipe_seeds(recipe: Recipe, train: Dataset, test: Dataset, *, steps: 
                 broke[r] = step
             alive &= finite
             losses[:, step] = np.where(alive.cpu().numpy(), loss.double().cpu().numpy(), np.nan)
-            coef = alive.double()
-            if recipe.clip is not None:
-                total = torch.stack([torch.nan_to_num(g.double(), nan=0.0, posinf=0.0,
-                                                      neginf=0.0).flatten(1).pow(2).sum(1)
-                                     for g in grads]).sum(0).sqrt()
-                coef = coef * (recipe.clip / (total + 1e-6)).clamp(max=1.0)
+            total = torch.stack([torch.nan_to_num(g.double(), nan=0.0, posinf=0.0,
+                                                  neginf=0.0).flatten(1).pow(2).sum(1)
+                                 for g in grads]).sum(0).sqrt()
+            coef = alive.double() * (clips / (total + 1e-6)).clamp(max=1.0)   # clip_grad_norm_
+            step_size = alive.double() * rates * warm
+            if optimizer == "sgd":
+                coef = coef * step_size
             for g in grads:
                 torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
                 g.mul_(coef.to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1)))
-            before = [p.detach().clone() for p in params] if not bool(alive.all()) else None
+            before = [p.detach().clone() for p in params] if optimizer != "sgd" else None
         opt.step()
-        sched.step()
-        if before is not None:                   # a broken run's weights stay as they were
+        if before is not None:                 # Adam at lr 1: scale each run's own step
             with torch.no_grad():
                 for p, b in zip(params, before, strict=True):
-                    mask = alive.reshape((-1,) + (1,) * (p.dim() - 1))
-                    p.copy_(torch.where(mask, p, b))
+                    scale = step_size.to(p.dtype).reshape((-1,) + (1,) * (p.dim() - 1))
+                    p.sub_(b).mul_(scale).add_(b)
     accuracy = np.full(runs, 1.0 / train.classes)
     with torch.no_grad():
         out = model(test.x.expand(runs, -1, -1))
         acc = (out.argmax(-1) == test.y).double().mean(1).cpu().numpy()
     alive_np = alive.cpu().numpy()
     accuracy[alive_np] = acc[alive_np]
-    return SeedRuns(recipe, list(seeds), losses, accuracy, broke)
+    result = {}
+    for i, spec in enumerate(specs):
+        part = slice(i * len(seeds), (i + 1) * len(seeds))
+        result[spec] = SeedRuns(spec[0], list(seeds), losses[part], accuracy[part], broke[part])
+    return result
 
 
 # --------------------------------------------------------------------------- models a reader brings
@@ -642,9 +704,7 @@ def train_with_doctor(model: nn.Module, optimizer: torch.optim.Optimizer, train:
             loss = F.cross_entropy(model(train.x[idx]), train.y[idx])
             loss.backward()
             doctor.step(loss)
-            if not torch.isfinite(loss) or not all(
-                    bool(torch.isfinite(p.grad).all()) for p in model.parameters()
-                    if p.grad is not None):
+            if not _finite(loss, model.parameters()):
                 broke = True
                 break
             losses[step] = float(loss.detach())
