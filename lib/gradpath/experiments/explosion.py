@@ -31,8 +31,8 @@ from torch import nn
 from gradpath.activations import derivative
 from gradpath.diagnosis import EXPLODING_NORM
 from gradpath.models import DeepMLP
-from gradpath.plots import NONFINITE_COLOR, plot_training_curves, use_course_style
 from gradpath.numerics import as_float64, combined_norm, tensor_norm, tensor_norms
+from gradpath.plots import NONFINITE_COLOR, plot_training_curves, use_course_style
 from gradpath.probes import activation_statistics
 from gradpath.training import TrainingHistory
 
