@@ -28,6 +28,7 @@ from torch import nn
 from gradpath._checks import (
     check_finite_positive,
     check_generator,
+    check_pattern,
     check_positive_int,
     check_tensor,
 )
@@ -499,7 +500,6 @@ def apply_recipe_(model: nn.Module, recipe: str, *, activation: str = "relu",
 # nn.MultiheadAttention the query, key and value projections are one (3·d, d) parameter,
 # ``in_proj_weight``. initialize_by_name_ reaches any parameter by its name. (Imported here so that
 # this section is a pure addition to the module.)
-import re  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
 NAMED_SCHEMES = ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal",
@@ -569,14 +569,8 @@ def initialize_by_name_(model: nn.Module, pattern: str, scheme: str, *,
             raise ValueError(f"gain has {len(gains)} entries but row_blocks is {row_blocks}")
     if not all(math.isfinite(g) and g > 0 for g in gains):
         raise ValueError(f"gain must be finite and positive, got {gain!r}")
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a regular expression (a string), got {pattern!r} "
-                        f"({type(pattern).__name__})")
-    try:
-        regex = re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}"
-                         ) from None
+    regex = check_pattern("pattern", pattern)
+    assert regex is not None
     named = list(model.named_parameters())
     chosen = [(name, p) for name, p in named if regex.search(name)]
     if not chosen:

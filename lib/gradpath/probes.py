@@ -29,7 +29,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from gradpath._checks import check_fraction, check_tensor
+from gradpath._checks import check_fraction, check_pattern, check_tensor
 from gradpath.activations import derivative, get_activation
 from gradpath.numerics import (
     accurate_norm,
@@ -499,13 +499,4 @@ def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.T
 
 
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
-    if pattern is None:
-        return None
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a regular expression (a string) or None, got "
-                        f"{pattern!r} ({type(pattern).__name__})")
-    try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}"
-                         ) from None
+    return check_pattern("pattern", pattern, optional=True)
