@@ -87,13 +87,13 @@ _TINY = {torch.float32: torch.finfo(torch.float32).tiny,
 
 
 def _limit(numel: int, accumulated_in: torch.dtype) -> float:
-    """The smallest square of a fast norm of ``numel`` entries that :func:`trusted_norms`
-    accepts: ``1e9 · numel · tiny`` of the accumulation dtype."""
-    return 1e9 * max(int(numel), 1) * _TINY[accumulated_in]
+    """The smallest fast norm of ``numel`` entries that :func:`trusted_norms` accepts:
+    ``sqrt(1e9 · numel · tiny)`` of the accumulation dtype."""
+    return math.sqrt(1e9 * max(int(numel), 1) * _TINY[accumulated_in])
 
 
 def _reliable_limits(tensors: Sequence[torch.Tensor]) -> list[float]:
-    """Per tensor, the smallest square of a fast norm that :func:`_reliable` accepts.
+    """Per tensor, the smallest fast norm that :func:`_reliable` accepts.
 
     Each tensor is accumulated in float64 if it is float64, else in float32 (see
     :func:`_fast_norm_list`).
@@ -105,7 +105,7 @@ def _reliable_limits(tensors: Sequence[torch.Tensor]) -> list[float]:
 def _reliable(value: float, limit: float) -> bool:
     """Whether a fast norm ``value`` is the true norm to rounding error (see
     :func:`trusted_norms`; ``limit`` from :func:`_reliable_limits`)."""
-    return math.isfinite(value) and value * value >= limit
+    return math.isfinite(value) and value >= limit
 
 
 def trusted_norms(norms: Sequence[float] | np.ndarray, numels: Sequence[int] | np.ndarray,
@@ -135,11 +135,12 @@ def trusted_norms(norms: Sequence[float] | np.ndarray, numels: Sequence[int] | n
         raise ValueError(f"accumulated_in must be torch.float32 or torch.float64, got "
                          f"{accumulated_in}")
     values = np.asarray(norms, dtype=np.float64).reshape(-1)
-    counts = np.maximum(np.asarray(numels, dtype=np.float64).reshape(-1), 1.0)
+    counts = np.asarray(numels, dtype=np.float64).reshape(-1)
     if values.shape != counts.shape:
         raise ValueError(f"norms and numels differ in length: {values.size} and {counts.size}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.isfinite(values) & (values * values >= 1e9 * counts * _TINY[accumulated_in])
+    # norm >= sqrt(limit) rather than norm² >= limit: no square to overflow, no warning for nan
+    return np.isfinite(values) & (values >= np.sqrt(np.maximum(counts, 1.0)
+                                                    * (1e9 * _TINY[accumulated_in])))
 
 
 def _float64_capable(device: torch.device) -> bool:
