@@ -9,6 +9,7 @@ from gradpath.init import (
     INITIALIZATIONS,
     RECIPES,
     LSUVReport,
+    activation_gain,
     apply_recipe_,
     expected_weight_std,
     get_recipe,
@@ -71,11 +72,29 @@ def test_xavier_means_glorot_gain_one_unless_a_gain_is_asked_for():
         initialize_(layer, "he_normal", gain=0.0)
 
 
-def test_orthogonal_keeps_the_activation_gain():
-    a, b = nn.Linear(30, 30), nn.Linear(30, 30)
-    initialize_(a, "orthogonal", activation="relu", generator=torch.Generator().manual_seed(1))
-    nn.init.orthogonal_(b.weight, gain=math.sqrt(2), generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(a.weight, b.weight)
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_orthogonal_means_pytorchs_gain_one_unless_a_gain_is_asked_for(activation):
+    """``"orthogonal"`` is ``torch.nn.init.orthogonal_`` with its default gain 1, whatever the
+    activation, as ``"xavier_*"`` is Glorot's gain 1; the activation's gain is asked for."""
+    a, b, c = nn.Linear(30, 30), nn.Linear(30, 30), nn.Linear(30, 30)
+    initialize_(a, "orthogonal", activation=activation,
+                generator=torch.Generator().manual_seed(1))
+    nn.init.orthogonal_(b.weight, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.weight, b.weight)
+    torch.testing.assert_close(a.weight @ a.weight.T, torch.eye(30), atol=1e-5, rtol=0)
+    gain = activation_gain(activation)
+    initialize_(c, "orthogonal", activation=activation, gain=gain,
+                generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(c.weight, gain * b.weight)
+
+
+def test_activation_gain_is_pytorchs():
+    assert activation_gain("relu") == pytest.approx(math.sqrt(2))
+    assert activation_gain("tanh") == pytest.approx(5 / 3)
+    assert activation_gain("sigmoid") == 1.0
+    assert activation_gain("leaky_relu") == pytest.approx(math.sqrt(2 / (1 + 0.01**2)))
+    with pytest.raises(ValueError, match="valid choices"):
+        activation_gain("swish2")
 
 
 def test_pytorch_default_is_uniform_one_over_sqrt_fan_in():
@@ -179,14 +198,19 @@ SHAPES = [(300, 300), (400, 100), (100, 400), (64, 1000)]   # (fan_out, fan_in)
     ("he_normal", {"mode": "fan_out"}),
     ("he_uniform", {"mode": "fan_out"}),
     ("he_normal", {"gain": 1.0}),
-    ("orthogonal", {"gain": 1.0}),
+    ("orthogonal", {}),
+    ("orthogonal", {"gain": 3.0}),
     ("pytorch_default", {}),
 ])
-def test_empirical_weight_variance_matches_the_formula(scheme, kwargs, fan_out, fan_in):
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_empirical_weight_variance_matches_the_formula(scheme, kwargs, fan_out, fan_in,
+                                                       activation):
+    """Every named scheme's weights have the variance its formula says, for either activation
+    (the activation changes no scheme's default gain except He's for leaky ReLU)."""
     layer = nn.Linear(fan_in, fan_out)
     torch.manual_seed(1)        # pytorch_default draws from the global generator
-    initialize_(layer, scheme, activation="relu", generator=torch.Generator().manual_seed(1),
-                **kwargs)
+    initialize_(layer, scheme, activation=activation,
+                generator=torch.Generator().manual_seed(1), **kwargs)
     expected = expected_weight_std(scheme, fan_in, fan_out, scale=kwargs.get("scale"),
                                    gain=kwargs.get("gain"), mode=kwargs.get("mode", "fan_in"))
     # the formula by hand, independently of expected_weight_std
@@ -199,7 +223,7 @@ def test_empirical_weight_variance_matches_the_formula(scheme, kwargs, fan_out, 
         "xavier_normal": lambda: (gain or 1.0) ** 2 * 2 / (fan_in + fan_out),
         "he_uniform": lambda: 2 / fan,
         "he_normal": lambda: (gain or math.sqrt(2)) ** 2 / fan,
-        "orthogonal": lambda: 1 / max(fan_in, fan_out),
+        "orthogonal": lambda: (gain or 1.0) ** 2 / max(fan_in, fan_out),
         "pytorch_default": lambda: 1 / (3 * fan_in),
     }[scheme]()
     assert expected ** 2 == pytest.approx(by_hand, rel=1e-12)

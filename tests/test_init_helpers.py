@@ -9,7 +9,9 @@ import math
 import pytest
 import torch
 from gradpath.init import (
+    ACTIVATION_GAIN,
     RECIPES,
+    activation_gain,
     apply_recipe_,
     expected_weight_std,
     get_recipe,
@@ -81,11 +83,14 @@ def test_each_recipe_is_its_scheme_with_the_same_generator(key):
     torch.manual_seed(5)
     apply_recipe_(model, key, activation="tanh", generator=torch.Generator().manual_seed(9))
     torch.manual_seed(5)
-    initialize_(twin, recipe.scheme, scale=recipe.scale, activation="tanh", gain=recipe.gain,
+    gain = activation_gain("tanh") if recipe.gain == ACTIVATION_GAIN else recipe.gain
+    assert not isinstance(gain, str)
+    initialize_(twin, recipe.scheme, scale=recipe.scale, activation="tanh", gain=gain,
                 generator=torch.Generator().manual_seed(9))
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q)
-    if key == "orthogonal":        # the activation's gain (tanh: 5/3) reaches the scheme
+    if key == "orthogonal":        # the recipe asks for the activation's gain (tanh: 5/3)
+        assert RECIPES["orthogonal"].gain == ACTIVATION_GAIN
         w = model.blocks[1].linear.weight.detach()
         torch.testing.assert_close(w @ w.T, (5 / 3) ** 2 * torch.eye(8), atol=1e-5, rtol=0)
     if key == "xavier":            # gain 1 whatever the activation
@@ -191,3 +196,9 @@ def test_initialize_by_name_two_row_blocks_take_one_gain_each():
     top, bottom = layer.weight.detach().chunk(2)
     torch.testing.assert_close(top @ top.T, torch.eye(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(bottom @ bottom.T, 4 * torch.eye(2), atol=1e-5, rtol=0)
+
+
+def test_a_recipe_gain_is_a_number_none_or_the_activation_gain():
+    from gradpath.init import Recipe
+    with pytest.raises(ValueError, match="activation"):
+        Recipe("bad", "bad", "orthogonal", gain="tanh")

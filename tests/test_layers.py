@@ -36,7 +36,7 @@ def test_import_linter_contracts_hold():
 def test_the_core_imports_with_only_torch_numpy_and_matplotlib():
     # A bare `pip install gradpath` has no plotly, ipywidgets, scikit-learn, tqdm or jupyterquiz:
     # block them and import every core module.
-    blocked = ["plotly", "ipywidgets", "sklearn", "tqdm", "jupyterquiz", "myst_nb"]
+    blocked = ["plotly", "ipywidgets", "sklearn", "tqdm", "jupyterquiz", "jupytercards", "myst_nb"]
     core = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
     code = (
         "import sys\n"

@@ -15,9 +15,11 @@ from gradpath.models import DeepMLP
 from gradpath.numerics import (
     _exact_norms_on_device,
     _scaled_norm,
+    accurate_norm,
     combined_norm,
     tensor_norm,
     tensor_norms,
+    trusted_norms,
 )
 from gradpath.probes import (
     LayerActivations,
@@ -76,6 +78,8 @@ def test_every_norm_path_is_right_for_finite_entries(name):
     rel = 1e-3 if t.dtype in (torch.float16, torch.bfloat16) else 1e-6
     assert tensor_norm(t) == pytest.approx(truth, rel=rel, abs=0.0)
     assert tensor_norms([t, t * 0])[0] == pytest.approx(truth, rel=rel, abs=0.0)
+    assert float(accurate_norm(t)) == pytest.approx(truth, rel=rel, abs=0.0)   # the one fallback
+    assert float(accurate_norm(t.to_sparse())) == pytest.approx(truth, rel=rel, abs=0.0)
     on_device = _exact_norms_on_device([t]).item()             # train(record_every > 1)
     assert on_device == pytest.approx(truth, rel=rel, abs=0.0)
     work = t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -88,7 +92,8 @@ def test_nonfinite_entries_and_only_those_give_nonfinite_norms(bad):
     t = torch.ones(50)
     t[7] = bad
     expected_nan = math.isnan(bad)
-    for value in (tensor_norm(t), _exact_norms_on_device([t]).item(), _scaled_norm(t).item()):
+    for value in (tensor_norm(t), _exact_norms_on_device([t]).item(), _scaled_norm(t).item(),
+                  float(accurate_norm(t)), float(accurate_norm(t.double()))):
         assert not math.isfinite(value)
         assert math.isnan(value) == expected_nan
     assert math.isfinite(tensor_norm(torch.full((10,), 3e38)))
@@ -182,3 +187,35 @@ def test_record_every_gives_the_same_history_on_huge_gradients():
     assert a.global_norm == pytest.approx(b.global_norm, rel=1e-6)
     assert a.clipped_norm == pytest.approx(b.clipped_norm, rel=1e-5)
     assert np.allclose(a.weight_norm_matrix(), b.weight_norm_matrix(), rtol=1e-6, atol=0)
+
+
+def test_trusted_norms_is_the_one_rule_for_keeping_a_fast_norm():
+    """A fast float32 norm is kept only when finite and ``norm² >= 1e9 · numel · tiny``."""
+    fast = [float(torch.full((100,), e).norm()) for e in (1e20, 1e-26, 1e-18, 1.0)]
+    assert fast[:2] == [math.inf, 0.0]                    # what float32 makes of them
+    kept = trusted_norms(fast, [100] * 4)
+    assert kept.tolist() == [False, False, False, True]    # 1e-17 is below the limit, 3.4e-14
+    limit = math.sqrt(1e9 * 100 * torch.finfo(torch.float32).tiny)
+    assert trusted_norms([limit * 1.001, limit * 0.999], [100, 100]).tolist() == [True, False]
+    assert trusted_norms([math.nan, 0.0], [1, 0]).tolist() == [False, False]
+    assert trusted_norms([1e-40], [4], torch.float64).tolist() == [True]
+    with pytest.raises(ValueError, match="differ in length"):
+        trusted_norms([1.0, 2.0], [3])
+    with pytest.raises(ValueError, match="accumulated_in"):
+        trusted_norms([1.0], [3], torch.float16)
+
+
+def test_accurate_norm_rejects_what_is_not_a_floating_tensor():
+    with pytest.raises(TypeError, match="got list"):
+        accurate_norm([1.0])
+    with pytest.raises(TypeError, match="dtype torch.int64"):
+        accurate_norm(torch.ones(3, dtype=torch.int64))
+    assert float(accurate_norm(torch.zeros(0))) == 0.0
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_group_norms_combine_without_overflow_or_underflow(scale):
+    from gradpath.probes import group_norms
+    grouped = group_norms({"a.w": 3 * scale, "a.b": 4 * scale, "c.w": math.nan}, r"^(\w)\.")
+    assert grouped["a"] == pytest.approx(5 * scale, rel=1e-12)
+    assert math.isnan(grouped["c"])

@@ -15,13 +15,23 @@ import pytest
 import torch
 from gradpath.init import lsuv_
 from gradpath.models import DeepMLP
+from gradpath.precision import capture_gradients
 from gradpath.probes import (
     activation_statistics,
     backward_signal_norms,
     global_gradient_norm,
     gradient_norms_by_layer,
+    gradient_norms_by_name,
     nonfinite_parameters,
+    parameter_norms_by_name,
+    probe_gradient_norms_by_name,
     tensor_norms,
+)
+from gradpath.through_time import (
+    input_gradient_norms,
+    jacobian_norms,
+    state_gradient_norms,
+    state_jacobians,
 )
 from torch import nn
 
@@ -68,6 +78,11 @@ PROBES: dict[str, Callable[[nn.Module], object]] = {
     "nonfinite_parameters": nonfinite_parameters,
     "tensor_norms": lambda m: tensor_norms([p for p in m.parameters()]),
     "lsuv_": lambda m: lsuv_(m, X, generator=torch.Generator().manual_seed(0)),
+    "gradient_norms_by_name": gradient_norms_by_name,
+    "parameter_norms_by_name": parameter_norms_by_name,
+    "probe_gradient_norms_by_name": lambda m: probe_gradient_norms_by_name(
+        m, lambda: LOSS(m(X), Y)),
+    "capture_gradients": lambda m: capture_gradients(m, lambda: LOSS(m(X), Y)),
 }
 CHANGES_GRAD = {"backward_signal_norms"}
 CHANGES_WEIGHTS = {"lsuv_"}
@@ -134,3 +149,31 @@ def test_one_activation_statistics_call_no_longer_moves_running_mean():
     activation_statistics(model, X + 3.0)
     assert torch.equal(model.blocks[0].norm.running_mean, before)
     assert int(model.blocks[0].norm.num_batches_tracked) == 0
+
+
+SEQUENCE = torch.randn(4, 5, 2, generator=torch.Generator().manual_seed(2))
+TIME_PROBES: dict[str, Callable[[nn.Module], object]] = {
+    "input_gradient_norms": lambda rnn: input_gradient_norms(rnn, SEQUENCE),
+    "state_gradient_norms": lambda rnn: state_gradient_norms(rnn, SEQUENCE),
+    "state_jacobians": lambda rnn: state_jacobians(rnn, SEQUENCE),
+    "jacobian_norms": lambda rnn: jacobian_norms(rnn, SEQUENCE),
+}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train-mode", "eval-mode"])
+@pytest.mark.parametrize("kind", [nn.RNN, nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("probe_name", list(TIME_PROBES))
+def test_through_time_probes_leave_the_recurrent_model_as_found(probe_name, kind, training):
+    """Two layers with dropout between them: a training-mode pass would draw random numbers."""
+    rnn = kind(2, 6, num_layers=2, dropout=0.3, batch_first=True)
+    out = rnn(SEQUENCE)[0]
+    out.sum().backward()
+    rnn.train(training)
+    before = _state(rnn)
+    TIME_PROBES[probe_name](rnn)
+    after = _state(rnn)
+    assert _same(before["parameters"], after["parameters"]), "parameters changed"
+    assert _same(before["buffers"], after["buffers"]), "buffers moved"
+    assert _same(before["grads"], after["grads"]), ".grad changed"
+    assert before["modes"] == after["modes"], "train/eval mode changed"
+    assert torch.equal(before["rng"], after["rng"]), "global random state moved"

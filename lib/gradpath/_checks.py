@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -191,3 +192,23 @@ def check_device(name: str, value: Any) -> torch.device:
     except RuntimeError:
         raise ValueError(f"unknown {name} {value!r}; valid choices are cpu, cuda (or cuda:N) "
                          "and mps") from None
+
+
+def check_pattern(name: str, pattern: object, *, optional: bool = False) -> re.Pattern[str] | None:
+    """Compile a regular expression argument (``None`` passes through when ``optional``).
+
+    Raises:
+        TypeError: for something that is not a string (nor ``None`` when ``optional``).
+        ValueError: for a string that is not a valid regular expression (with ``re``'s reason).
+    """
+    if pattern is None and optional:
+        return None
+    if not isinstance(pattern, str):
+        allowed = "(a string) or None" if optional else "(a string)"
+        raise TypeError(f"{name} must be a regular expression {allowed}, got {pattern!r} "
+                        f"({type(pattern).__name__})")
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"{name} {pattern!r} is not a valid regular expression: {error}"
+                         ) from None

@@ -34,11 +34,11 @@ calls them (the input side first). Biases and normalization gains count in the g
 the non-finite checks, not in the per-layer rules.
 
 Norms are float64-accurate for finite inputs: a float32 norm is trusted only where it cannot have
-overflowed or lost precision to underflow (finite and at least ``1e-10``); any other is recomputed
-in float64 from the tensor before ``optimizer.step()``. A gradient is non-finite when one of its
-entries is: for float16/bfloat16/float32 tensors the float64 sum of squares of finite entries
-cannot overflow, so a non-finite float64 norm means a non-finite entry; float64 gradients are
-checked with :func:`torch.isfinite` directly.
+overflowed or lost precision to underflow (:func:`gradpath.numerics.trusted_norms`); any other is
+recomputed in float64 from the tensor before ``optimizer.step()``. A gradient is non-finite when
+one of its entries is: for float16/bfloat16/float32 tensors the float64 sum of squares of finite
+entries cannot overflow, so a non-finite float64 norm means a non-finite entry; float64 gradients
+are checked with :func:`torch.isfinite` directly.
 
 Cost: per step, one fused pass over the gradients (``torch._foreach_norm``) and one transfer to
 the host; on a sampled step, hooks on every layer and a copy of the weight matrices before
@@ -123,6 +123,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from gradpath.diagnosis import RATIO_LIMIT
+from gradpath.numerics import accurate_norm, trusted_norms
 
 KINDS = ("vanishing", "exploding", "nonfinite", "dead_units", "saturation", "update_ratio",
          "loss_scale", "clipping")
@@ -142,8 +143,6 @@ CLIP_PERCENTILE = 90
 ZERO_GRADIENT_LIMIT = 0.5
 SKIPPED_LIMIT = 0.5
 
-# A float32 norm at or above this cannot have lost accuracy to underflowed squares (see docstring).
-_TRUSTED_FLOAT32_NORM = 1e-10
 _MAX_CAPTURED_CALLS = 16
 
 CHAPTERS: dict[str, str] = {
@@ -710,32 +709,7 @@ def _nonfinite_fix(phase: str) -> str:
 # Norm helpers
 # ----------------------------------------------------------------------------------------------
 
-def accurate_norm(tensor: torch.Tensor) -> torch.Tensor:
-    """The L2 norm of ``tensor`` as a float64 0-d tensor, correct for every finite input.
-
-    float16/bfloat16/float32 entries are accumulated in float64 (whose range holds the sum of
-    squares of any finite float32 tensor); float64 tensors are scaled by their largest entry.
-    A tensor with an inf/nan entry gets ``inf``/``nan``. Stays on the tensor's device.
-
-    Raises:
-        TypeError: if ``tensor`` is not a floating-point tensor.
-    """
-    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-        what = (f"dtype {tensor.dtype}" if isinstance(tensor, torch.Tensor)
-                else type(tensor).__name__)
-        raise TypeError(f"tensor must be a floating-point torch.Tensor, got {what}")
-    t = tensor.detach()
-    if t.is_sparse:
-        t = t.coalesce().values()
-    if t.dtype != torch.float64:
-        return torch.linalg.vector_norm(t, dtype=torch.float64)
-    if t.numel() == 0:
-        return torch.zeros((), dtype=torch.float64, device=t.device)
-    peak = t.abs().amax()
-    finite = torch.isfinite(t).all()
-    safe = torch.where((peak > 0) & torch.isfinite(peak), peak, torch.ones_like(peak))
-    scaled = torch.linalg.vector_norm(t / safe) * safe
-    return torch.where(finite, scaled, torch.full_like(scaled, math.nan))
+# accurate_norm (imported above) is gradpath.numerics.accurate_norm.
 
 
 def _fast_norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -751,9 +725,9 @@ def _fast_norms(grads: list[torch.Tensor]) -> torch.Tensor:
 
 def _checked_norms(tensors: list[torch.Tensor]) -> np.ndarray:
     """Exact float64 norms on the host: the fast float32 ones, with any that float32 could have
-    got wrong (non-finite or below ``1e-10``) recomputed in float64."""
+    got wrong (:func:`gradpath.numerics.trusted_norms`) recomputed in float64."""
     norms = _fast_norms(tensors).cpu().numpy().astype(np.float64)
-    suspect = np.flatnonzero(~((norms >= _TRUSTED_FLOAT32_NORM) & (norms < math.inf)))
+    suspect = np.flatnonzero(~trusted_norms(norms, [t.numel() for t in tensors]))
     if suspect.size:
         norms[suspect] = _accurate_norms([tensors[k] for k in suspect]).cpu().numpy()
     return norms
@@ -875,6 +849,7 @@ class Doctor:
         self.sync_every = sync_every
         self.localise = localise
         self._params = [p for _, p in named]
+        self._numels = np.array([p.numel() for p in self._params])
         self._param_names = [n for n, _ in named]
         self._param_owner = [n.rpartition(".")[0] for n, _ in named]
         index = {id(p): i for i, p in enumerate(self._params)}
@@ -1198,11 +1173,12 @@ class Doctor:
         """Keep one step's per-parameter norms (made exact where float32 could be wrong) and the
         loss; look for the first non-finite step. Layer and global norms wait for report()."""
         norms = value.astype(np.float64)
-        all_trusted = bool(norms.min() >= _TRUSTED_FLOAT32_NORM and norms.max() < math.inf)
+        trusted = trusted_norms(norms, self._numels[present])
+        all_trusted = bool(trusted.all())
         if not exact and not all_trusted:
             if grads_now is None or grads_now[0] != present:
                 raise RuntimeError("internal: float32 norms left unchecked")  # pragma: no cover
-            redo = np.flatnonzero(~((norms >= _TRUSTED_FLOAT32_NORM) & (norms < math.inf)))
+            redo = np.flatnonzero(~trusted)
             norms[redo] = _accurate_norms([grads_now[1][k] for k in redo]).cpu().numpy()
         if self.scaler is not None:
             self._scale.append(scale)
@@ -1296,10 +1272,10 @@ class Doctor:
         """‖d‖, exact: on the CPU a float32 norm read at once and redone in float64 if float32
         could be wrong; elsewhere a float64 norm left on the device."""
         if not self._on_cpu:
-            return torch.linalg.vector_norm(d, dtype=torch.float64)
+            return accurate_norm(d)
         value = float(torch.linalg.vector_norm(d, dtype=torch.float32))
-        if not _TRUSTED_FLOAT32_NORM <= value < math.inf:
-            value = float(torch.linalg.vector_norm(d, dtype=torch.float64))
+        if not trusted_norms([value], [d.numel()])[0]:
+            value = float(accurate_norm(d))
         return value
 
     def _order_hook(self, j: int) -> Callable[[nn.Module, Any], None]:

@@ -28,6 +28,7 @@ from torch import nn
 from gradpath._checks import (
     check_finite_positive,
     check_generator,
+    check_pattern,
     check_positive_int,
     check_tensor,
 )
@@ -97,8 +98,8 @@ def expected_weight_std(scheme: str, fan_in: int, fan_out: int, *, scale: float 
                         gain: float | None = None, mode: str = "fan_in") -> float:
     """The standard deviation of a weight that :func:`initialize_` draws with ``scheme``.
 
-    ``gain`` is the gain used (``None``: 1 for Xavier, ``sqrt(2)`` for He, 1 for orthogonal,
-    whose default in :func:`initialize_` is the activation's gain: pass that one). Orthogonal
+    ``gain`` is the gain used (``None``: each scheme's default in :func:`initialize_`, 1 for
+    Xavier and orthogonal, ``sqrt(2)`` for He). Orthogonal
     rows (or columns, if there are more rows than columns) have unit norm, so an entry's
     variance is ``gain**2 / max(fan_in, fan_out)``. ``pytorch_default`` is
     ``U(±1/sqrt(fan_in))``. ``mode`` picks He's fan.
@@ -139,15 +140,18 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
                 gain: float | None = None, mode: str = "fan_in") -> nn.Module:
     """Initialize every ``nn.Linear`` weight in ``model`` in place, and return the model.
 
-    The names mean what the papers mean, with PyTorch's default gains:
+    The names mean what the papers mean, with PyTorch's default gains (``torch.nn.init``'s
+    function of the same name with its default arguments):
 
     - ``xavier_uniform`` / ``xavier_normal``: Glorot & Bengio (2010),
       ``Var(W) = 2 / (fan_in + fan_out)``, gain 1 whatever the activation (as
       ``torch.nn.init.xavier_*_`` by default);
     - ``he_uniform`` / ``he_normal``: He et al. (2015), ``Var(W) = 2 / fan`` (gain ``sqrt(2)``;
       leaky ReLU uses its own slope), ``fan`` the fan-in or, with ``mode="fan_out"``, fan-out;
-    - ``orthogonal``: Saxe et al. (2014), times the activation's gain
-      (``torch.nn.init.calculate_gain(activation)``);
+    - ``orthogonal``: Saxe et al. (2014), a random orthogonal matrix with gain 1 (every
+      singular value 1, as ``torch.nn.init.orthogonal_`` by default); pass
+      ``gain=activation_gain(activation)`` for the activation's gain (Saxe et al. scale their
+      nonlinear networks by such a gain; the course's ``"orthogonal"`` recipe does);
     - ``uniform`` / ``normal``: ``U(-scale, scale)`` / ``N(0, scale²)``;
     - ``pytorch_default``: ``nn.Linear.reset_parameters``, ``U(±1/sqrt(fan_in))``.
 
@@ -155,8 +159,8 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
         scheme: one of :data:`INITIALIZATIONS`.
         scale: for ``"uniform"`` the bound ``a`` of U(-a, a); for ``"normal"`` the standard
             deviation. Required for those two, ignored by the others.
-        activation: the activation that follows each layer; sets the gain of the orthogonal
-            scheme (and He's for leaky ReLU) the way ``torch.nn.init.calculate_gain`` does.
+        activation: the activation that follows each layer; it sets only He's gain for leaky
+            ReLU (``sqrt(2 / (1 + 0.01²))``). Every other scheme ignores it.
         generator: an optional ``torch.Generator`` for reproducible draws.
         gain: if given, use this gain for the Xavier, He and orthogonal schemes instead of their
             default (e.g. ``gain=nn.init.calculate_gain("tanh")`` is Xavier scaled for tanh).
@@ -183,15 +187,14 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
     _fan(1, 1, mode)  # validates mode
     _linear_layers(model, "initialize_")
     act = get_activation(activation)
-    param = 0.01 if act.gain_name == "leaky_relu" else None
-    activation_gain = nn.init.calculate_gain(act.gain_name, param)  # type: ignore[arg-type]
     # "He initialization" means the ReLU-family gain whatever follows the layer, as in
     # torch.nn.init.kaiming_normal_(nonlinearity="relu"); leaky ReLU uses its own slope.
-    he_gain = activation_gain if act.gain_name == "leaky_relu" else math.sqrt(2.0)
-    # Glorot & Bengio's rule has no gain: torch.nn.init.xavier_*_ default to gain=1.
-    xavier_gain = 1.0
+    he_gain = activation_gain(activation) if act.gain_name == "leaky_relu" else math.sqrt(2.0)
+    # Glorot & Bengio's rule has no gain: torch.nn.init.xavier_*_ default to gain=1; so does
+    # torch.nn.init.orthogonal_.
+    xavier_gain = orthogonal_gain = 1.0
     if gain is not None:
-        activation_gain = he_gain = xavier_gain = float(gain)
+        orthogonal_gain = he_gain = xavier_gain = float(gain)
     for module in model.modules():
         if not isinstance(module, nn.Linear):
             continue
@@ -216,10 +219,25 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
             elif scheme == "he_normal":
                 w.normal_(0.0, he_std(_fan(fan_in, fan_out, mode), he_gain), generator=generator)
             elif scheme == "orthogonal":
-                nn.init.orthogonal_(w, gain=activation_gain, generator=generator)
+                nn.init.orthogonal_(w, gain=orthogonal_gain, generator=generator)
             if module.bias is not None:
                 module.bias.zero_()
     return model
+
+
+def activation_gain(activation: str) -> float:
+    """The gain ``torch.nn.init.calculate_gain`` gives the activation (leaky ReLU: slope 0.01).
+
+    ``sqrt(2)`` for ReLU, ``5/3`` for tanh, 1 for sigmoid and the identity, ``3/4`` for SELU;
+    activations ``calculate_gain`` does not know use the gain of their
+    :attr:`~gradpath.activations.ActivationSpec.gain_name` (ReLU's for ELU, GELU and SiLU).
+
+    Raises:
+        ValueError: for an unknown activation (the message lists the valid choices).
+    """
+    act = get_activation(activation)
+    param = 0.01 if act.gain_name == "leaky_relu" else None
+    return float(nn.init.calculate_gain(act.gain_name, param))  # type: ignore[arg-type]
 
 
 def pytorch_default_bound(fan_in: int) -> float:
@@ -406,15 +424,25 @@ class Recipe:
         label: how figures and tables name it.
         scheme: an entry of :data:`INITIALIZATIONS`, or ``"lsuv"`` / ``"standard"``.
         scale: the bound or std for ``"uniform"`` / ``"normal"``.
-        gain: a fixed gain (``None``: the gain of the activation, as ``calculate_gain`` gives).
+        gain: a fixed gain; ``None``: the scheme's own default (see :func:`initialize_`: 1 for
+            Xavier and orthogonal, ``sqrt(2)`` for He); :data:`ACTIVATION_GAIN`: the gain of the
+            activation the recipe is applied with (:func:`activation_gain`).
     """
 
     key: str
     label: str
     scheme: str
     scale: float | None = None
-    gain: float | None = None
+    gain: float | str | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.gain, str) and self.gain != ACTIVATION_GAIN:
+            raise ValueError(f"a recipe's gain is a number, None or {ACTIVATION_GAIN!r}, got "
+                             f"{self.gain!r}")
+
+
+ACTIVATION_GAIN = "activation"
+"""A :class:`Recipe` gain meaning "the activation's gain" (:func:`activation_gain`)."""
 
 RECIPES: dict[str, Recipe] = {
     "too_small": Recipe("too_small", "uniform ±0.01 (too small)", "uniform", scale=0.01),
@@ -423,7 +451,8 @@ RECIPES: dict[str, Recipe] = {
     "pytorch_default": Recipe("pytorch_default", "PyTorch default", "pytorch_default"),
     "xavier": Recipe("xavier", "Xavier/Glorot", "xavier_uniform", gain=1.0),
     "he": Recipe("he", "He/Kaiming", "he_normal"),
-    "orthogonal": Recipe("orthogonal", "orthogonal", "orthogonal"),
+    "orthogonal": Recipe("orthogonal", "orthogonal × activation gain", "orthogonal",
+                         gain=ACTIVATION_GAIN),
     "lsuv": Recipe("lsuv", "LSUV", "lsuv"),
 }
 
@@ -442,7 +471,8 @@ def apply_recipe_(model: nn.Module, recipe: str, *, activation: str = "relu",
     """Initialize ``model`` in place with the named recipe from :data:`RECIPES`; return it.
 
     Args:
-        activation: the activation after each layer (sets the gain where the recipe has none).
+        activation: the activation after each layer (sets the gain of a recipe whose gain is
+            :data:`ACTIVATION_GAIN`, and He's gain for leaky ReLU).
         x: an input batch; required by ``"lsuv"``, which calibrates on data.
 
     Raises:
@@ -457,8 +487,11 @@ def apply_recipe_(model: nn.Module, recipe: str, *, activation: str = "relu",
     elif r.scheme == "standard":
         standard_uniform_(model, generator=generator)
     else:
+        gain = r.gain
+        if isinstance(gain, str):          # ACTIVATION_GAIN, the only string a Recipe takes
+            gain = activation_gain(activation)
         initialize_(model, r.scheme, scale=r.scale, activation=activation, generator=generator,
-                    gain=r.gain)
+                    gain=gain)
     return model
 
 
@@ -467,7 +500,6 @@ def apply_recipe_(model: nn.Module, recipe: str, *, activation: str = "relu",
 # nn.MultiheadAttention the query, key and value projections are one (3·d, d) parameter,
 # ``in_proj_weight``. initialize_by_name_ reaches any parameter by its name. (Imported here so that
 # this section is a pure addition to the module.)
-import re  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
 NAMED_SCHEMES = ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal",
@@ -537,14 +569,8 @@ def initialize_by_name_(model: nn.Module, pattern: str, scheme: str, *,
             raise ValueError(f"gain has {len(gains)} entries but row_blocks is {row_blocks}")
     if not all(math.isfinite(g) and g > 0 for g in gains):
         raise ValueError(f"gain must be finite and positive, got {gain!r}")
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a regular expression (a string), got {pattern!r} "
-                        f"({type(pattern).__name__})")
-    try:
-        regex = re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}"
-                         ) from None
+    regex = check_pattern("pattern", pattern)
+    assert regex is not None
     named = list(model.named_parameters())
     chosen = [(name, p) for name, p in named if regex.search(name)]
     if not chosen:

@@ -9,6 +9,8 @@ is ``0``. ``torch.nn.utils.clip_grad_norm_`` inherits the same behaviour.
 Every norm gradpath reports comes from :func:`tensor_norms`: a fast float32 reduction where it
 is provably exact (no overflow happened, and lost tiny squares cannot matter), and float64
 accumulation (or division by the largest entry, on devices without float64) where it is not.
+:func:`accurate_norm` is the one exact norm every other function (and the gradient doctor)
+falls back to, and :func:`trusted_norms` the one rule for when a fast float32 norm may be kept.
 :func:`combined_norm` joins separate norms without overflow; :func:`as_float64` and
 :func:`float64_statistics` accumulate means and variances in float64. A norm is ``inf``/``nan``
 exactly when the tensor holds an ``inf``/``nan`` entry, which is decided with ``torch.isfinite``
@@ -21,6 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import cast
 
+import numpy as np
 import torch
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -83,46 +86,99 @@ _TINY = {torch.float32: torch.finfo(torch.float32).tiny,
          torch.float64: torch.finfo(torch.float64).tiny}
 
 
+def _limit(numel: int, accumulated_in: torch.dtype) -> float:
+    """The smallest fast norm of ``numel`` entries that :func:`trusted_norms` accepts:
+    ``sqrt(1e9 · numel · tiny)`` of the accumulation dtype."""
+    return math.sqrt(1e9 * max(int(numel), 1) * _TINY[accumulated_in])
+
+
 def _reliable_limits(tensors: Sequence[torch.Tensor]) -> list[float]:
-    """Per tensor, the smallest square of a fast norm that :func:`_reliable` accepts.
+    """Per tensor, the smallest fast norm that :func:`_reliable` accepts.
 
     Each tensor is accumulated in float64 if it is float64, else in float32 (see
     :func:`_fast_norm_list`).
     """
-    return [1e9 * max(t.numel(), 1) * _TINY[torch.float64 if t.dtype == torch.float64
-                                             else torch.float32] for t in tensors]
+    return [_limit(t.numel(), torch.float64 if t.dtype == torch.float64 else torch.float32)
+            for t in tensors]
 
 
 def _reliable(value: float, limit: float) -> bool:
-    """Whether a fast norm ``value`` is the true norm to rounding error.
+    """Whether a fast norm ``value`` is the true norm to rounding error (see
+    :func:`trusted_norms`; ``limit`` from :func:`_reliable_limits`)."""
+    return math.isfinite(value) and value >= limit
 
-    A finite result means no square overflowed (an overflow leaves ``inf`` in the sum). Squares
-    below the accumulation dtype's smallest normal number (``tiny``) may be lost or rounded; they
-    change the sum of squares by at most ``numel · tiny``, which is below 1e-9 of it when
-    ``value² >= limit = 1e9 · numel · tiny`` (:func:`_reliable_limits`). Anything smaller,
-    including an exact 0, is recomputed.
+
+def trusted_norms(norms: Sequence[float] | np.ndarray, numels: Sequence[int] | np.ndarray,
+                  accumulated_in: torch.dtype = torch.float32) -> np.ndarray:
+    """Which fast norms are the true norms to rounding error; the others must be recomputed.
+
+    A norm summed in ``accumulated_in`` (float32 for ``torch._foreach_norm`` or
+    ``Tensor.norm()`` of a float32 tensor) is trusted when it is finite (no square overflowed:
+    an overflow leaves ``inf`` in the sum) and ``norm² >= 1e9 · numel · tiny``: squares below
+    the dtype's smallest normal number ``tiny`` may be lost or rounded, which changes the sum of
+    squares by at most ``numel · tiny``, under 1e-9 of it. Anything smaller, including an exact
+    0, and every ``inf``/``nan`` is untrusted: recompute it with :func:`accurate_norm` (an
+    ``inf``/``nan`` that the tensor's entries confirm stays).
+
+    Args:
+        norms: the fast norms, one per tensor.
+        numels: each tensor's number of entries.
+        accumulated_in: the dtype the fast norms were accumulated in (float32 or float64).
+
+    Returns:
+        A boolean array, ``True`` where the fast norm can be used as it is.
+
+    Raises:
+        ValueError: if ``norms`` and ``numels`` differ in length, or for another dtype.
     """
-    return math.isfinite(value) and value * value >= limit
+    if accumulated_in not in _TINY:
+        raise ValueError(f"accumulated_in must be torch.float32 or torch.float64, got "
+                         f"{accumulated_in}")
+    values = np.asarray(norms, dtype=np.float64).reshape(-1)
+    counts = np.asarray(numels, dtype=np.float64).reshape(-1)
+    if values.shape != counts.shape:
+        raise ValueError(f"norms and numels differ in length: {values.size} and {counts.size}")
+    # norm >= sqrt(limit) rather than norm² >= limit: no square to overflow, no warning for nan
+    return np.isfinite(values) & (values >= np.sqrt(np.maximum(counts, 1.0)
+                                                    * (1e9 * _TINY[accumulated_in])))
 
 
 def _float64_capable(device: torch.device) -> bool:
     return device.type != "mps"
 
 
-def _exact_norm(t: torch.Tensor) -> float:
-    """One tensor's L2 norm, right for every finite entry (float64 sum, or scaled by the max)."""
-    t = t.detach()
+def accurate_norm(tensor: torch.Tensor) -> torch.Tensor:
+    """The L2 norm of ``tensor`` as a 0-d tensor on its device, right for every finite input.
+
+    float16/bfloat16/float32 entries are accumulated in float64 (the square of float32's
+    largest number, 1.2e77, and of its smallest, 2e-90, are both comfortably inside float64);
+    float64 tensors, and every tensor on a device without float64 (MPS), are divided by their
+    largest entry first. A sparse tensor's stored values are used. The result is float64 (float32
+    on MPS); ``inf`` if an entry is infinite, ``nan`` if an entry is ``nan``. Example: 100
+    entries of ``1e20`` give ``1e21``, 100 of ``1e-26`` give ``1e-25``.
+
+    Raises:
+        TypeError: if ``tensor`` is not a floating-point tensor.
+    """
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        what = (f"dtype {tensor.dtype}" if isinstance(tensor, torch.Tensor)
+                else type(tensor).__name__)
+        raise TypeError(f"tensor must be a floating-point torch.Tensor, got {what}")
+    t = tensor.detach()
+    if t.is_sparse:
+        t = t.coalesce().values()
+    capable = _float64_capable(t.device)
     if t.numel() == 0:
-        return 0.0
-    if t.dtype != torch.float64 and _float64_capable(t.device):
-        # the square of float32's largest number, 1.2e77, and of its smallest, 2e-90, are both
-        # comfortably inside float64, so this sum neither overflows nor underflows.
-        return float(torch.linalg.vector_norm(t, dtype=torch.float64))
-    work = t.float() if t.dtype in _LOW_PRECISION else t
-    peak = float(work.abs().amax())          # nan if any entry is nan, inf if any is infinite
-    if peak == 0.0 or not math.isfinite(peak):
-        return peak
-    return peak * float(torch.linalg.vector_norm(work / peak))
+        return torch.zeros((), dtype=torch.float64 if capable else torch.float32,
+                           device=t.device)
+    if t.dtype != torch.float64 and capable:
+        return torch.linalg.vector_norm(t, dtype=torch.float64)
+    return _scaled_norm(t.float() if t.dtype in _LOW_PRECISION else t)
+
+
+def _exact_norm(t: torch.Tensor) -> float:
+    """One tensor's L2 norm as a Python float, right for every finite entry."""
+    return float(accurate_norm(t))
 
 
 def _settle(values: list[float], tensors: Sequence[torch.Tensor],
@@ -247,7 +303,7 @@ def _exact_norms_on_device(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     ts = [t.detach() for t in tensors]
     if _float64_capable(ts[0].device) and all(t.dtype != torch.float64 for t in ts):
         return torch.stack(torch._foreach_norm(ts, 2, dtype=torch.float64))
-    return torch.stack([_scaled_norm(t.float() if t.dtype in _LOW_PRECISION else t) for t in ts])
+    return torch.stack([accurate_norm(t) for t in ts])
 
 
 def _scaled_norm(t: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ from gradpath._checks import (
     check_real,
     check_tensor,
 )
+from gradpath.probes import preserved_state
 
 # Names accepted for each format (the first is the canonical one).
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -241,7 +242,8 @@ def capture_gradients(model: nn.Module, closure: Callable[[], torch.Tensor], *,
     closure uses (normally float32); the gradients are stored as float32.
 
     The model is left exactly as found: hooks are removed, parameter gradients are restored to
-    what they were before the call, and buffers (batch-norm running statistics) are restored.
+    what they were before the call, and buffers (batch-norm running statistics), every
+    submodule's train/eval mode and the global random state (dropout's draws) are restored.
 
     Args:
         model: any module.
@@ -265,7 +267,6 @@ def capture_gradients(model: nn.Module, closure: Callable[[], torch.Tensor], *,
         raise ValueError("no module to record: the model has no leaf modules matching "
                          f"module_types={module_types!r}")
     saved_grads = {n: p.grad for n, p in model.named_parameters()}
-    saved_buffers = [b.detach().clone() for b in model.buffers()]
     captured: dict[str, list[torch.Tensor]] = {}
     keep_alive: list[torch.Tensor] = []           # so that tensor ids stay unique during the pass
     seen: set[int] = set()
@@ -286,24 +287,22 @@ def capture_gradients(model: nn.Module, closure: Callable[[], torch.Tensor], *,
     handles = [m.register_forward_hook(forward_hook(n)) for n, m in named]
     parameters: dict[str, torch.Tensor] = {}
     try:
-        for p in model.parameters():
-            p.grad = None
-        loss = closure()
-        if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
-            raise ValueError("closure must return a scalar loss tensor that requires grad, got "
-                             f"{type(loss).__name__} of shape "
-                             f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else '-'}")
-        loss.backward()
-        parameters = {n: p.grad.detach().float().flatten().clone()
-                      for n, p in model.named_parameters() if p.grad is not None}
+        with preserved_state(model):     # buffers, modes and the global RNG (dropout's draws)
+            for p in model.parameters():
+                p.grad = None
+            loss = closure()
+            if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
+                raise ValueError("closure must return a scalar loss tensor that requires grad, "
+                                 f"got {type(loss).__name__} of shape "
+                                 f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else '-'}")
+            loss.backward()
+            parameters = {n: p.grad.detach().float().flatten().clone()
+                          for n, p in model.named_parameters() if p.grad is not None}
     finally:
         for h in handles:
             h.remove()
         for n, p in model.named_parameters():
             p.grad = saved_grads[n]
-        with torch.no_grad():
-            for b, old in zip(model.buffers(), saved_buffers, strict=True):
-                b.copy_(old)
     return GradientSample({n: torch.cat(parts) for n, parts in captured.items()}, parameters)
 
 

@@ -29,9 +29,10 @@ from typing import cast
 import torch
 from torch import nn
 
-from gradpath._checks import check_fraction, check_tensor
+from gradpath._checks import check_fraction, check_pattern, check_tensor
 from gradpath.activations import derivative, get_activation
 from gradpath.numerics import (
+    accurate_norm,
     as_float64,
     combined_norm,
     float64_statistics,
@@ -362,15 +363,11 @@ import re  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 
 
-def _float64_norm(tensor: torch.Tensor) -> float:
-    """The L2 norm of ``tensor``, accumulated in float64 (exact for any finite float32 entries)."""
-    return float(torch.linalg.vector_norm(tensor.detach(), dtype=torch.float64))
-
-
 def gradient_norms_by_name(model: nn.Module, pattern: str | None = None) -> dict[str, float]:
     """``‖∂L/∂θ‖`` for every named parameter ``θ`` of ``model`` that holds a gradient.
 
-    Call after ``loss.backward()``. The norms are accumulated in float64, so a float32 gradient
+    Call after ``loss.backward()``. The norms come from :func:`gradpath.numerics.accurate_norm`
+    (accumulated in float64), so a gradient
     whose entries are all finite never reports a norm of ``inf`` (or ``0``) by overflow (or
     underflow) of the sum of squares; a gradient with an ``inf`` or ``nan`` entry reports ``inf``
     or ``nan``. Nothing is modified.
@@ -389,8 +386,8 @@ def gradient_norms_by_name(model: nn.Module, pattern: str | None = None) -> dict
         ValueError: if ``pattern`` is not a valid regular expression.
     """
     regex = _compile(pattern)
-    norms = {name: _float64_norm(p.grad) for name, p in model.named_parameters()
-             if p.grad is not None and (regex is None or regex.search(name))}
+    norms = _norms_by_name({name: p.grad for name, p in model.named_parameters()
+                            if p.grad is not None and (regex is None or regex.search(name))})
     if not norms:
         where = "" if pattern is None else f" matching {pattern!r}"
         raise RuntimeError(f"no parameter{where} holds a gradient: call loss.backward() first")
@@ -398,14 +395,21 @@ def gradient_norms_by_name(model: nn.Module, pattern: str | None = None) -> dict
 
 
 def parameter_norms_by_name(model: nn.Module, pattern: str | None = None) -> dict[str, float]:
-    """``‖θ‖`` of every named parameter (float64 accumulation), optionally filtered by ``pattern``.
+    """``‖θ‖`` of every named parameter (:func:`gradpath.numerics.accurate_norm`, float64
+    accumulation), optionally filtered by ``pattern``.
 
     With :func:`gradient_norms_by_name` it gives per-parameter ratios such as the update-to-data
     ratio ``lr·‖g‖/‖θ‖``.
     """
     regex = _compile(pattern)
-    return {name: _float64_norm(p) for name, p in model.named_parameters()
-            if regex is None or regex.search(name)}
+    return _norms_by_name({name: p for name, p in model.named_parameters()
+                           if regex is None or regex.search(name)})
+
+
+def _norms_by_name(tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """``{name: ‖t‖}``, each from :func:`gradpath.numerics.accurate_norm` (float64 accumulation:
+    exact to float64 rounding, not only to float32's, for any finite entries; any device)."""
+    return {name: float(accurate_norm(t)) for name, t in tensors.items()}
 
 
 def group_norms(norms: Mapping[str, float], key: str | Callable[[str], str | None]
@@ -421,8 +425,8 @@ def group_norms(norms: Mapping[str, float], key: str | Callable[[str], str | Non
             ``r"layers\\.\\d+\\.(self_attn|linear|norm)"`` by sublayer kind.
 
     Returns:
-        ``{group: norm}`` in order of first appearance; the sum of squares is taken in float64.
-        A group with a non-finite member is non-finite.
+        ``{group: norm}`` in order of first appearance, from :func:`combined_norm` (no overflow or
+        underflow for finite norms). A group with a non-finite member is non-finite.
 
     Raises:
         ValueError: if ``key`` is an invalid regular expression or no name falls into a group.
@@ -447,15 +451,15 @@ def group_norms(norms: Mapping[str, float], key: str | Callable[[str], str | Non
         grouping = by_pattern
     else:
         grouping = key
-    squares: dict[str, float] = {}
+    members: dict[str, list[float]] = {}
     for name, value in norms.items():
         group = grouping(name)
         if group is not None:
-            squares[group] = squares.get(group, 0.0) + float(value) ** 2
-    if not squares:
+            members.setdefault(group, []).append(float(value))
+    if not members:
         raise ValueError(f"no parameter name fell into a group (key={key!r}); names look like "
                          f"{', '.join(list(norms)[:3])}")
-    return {group: math.sqrt(total) for group, total in squares.items()}
+    return {group: combined_norm(values) for group, values in members.items()}
 
 
 def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.Tensor],
@@ -465,7 +469,8 @@ def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.T
     ``loss_fn`` takes no arguments and returns a scalar loss computed with ``model`` (for
     example ``lambda: criterion(model(x), y)``). The model is left exactly as found: every
     parameter's ``.grad`` (``None`` or a tensor) and every buffer (e.g. batch norm's running
-    statistics, which a training-mode forward pass would update) are restored afterwards, and the
+    statistics, which a training-mode forward pass would update), every submodule's train/eval
+    mode and the global random state (dropout's draws) are restored afterwards, and the
     parameters themselves are never changed.
 
     Raises:
@@ -479,30 +484,19 @@ def probe_gradient_norms_by_name(model: nn.Module, loss_fn: Callable[[], torch.T
                         f"{type(loss_fn).__name__}")
     saved_grads = {name: (None if p.grad is None else p.grad.detach().clone())
                    for name, p in model.named_parameters()}
-    saved_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     try:
-        model.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise ValueError("loss_fn must return a scalar tensor (a loss computed with model)")
-        loss.backward()
-        return gradient_norms_by_name(model, pattern)
+        with preserved_state(model):        # buffers, modes and the global RNG (dropout)
+            model.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise ValueError("loss_fn must return a scalar tensor (a loss computed with "
+                                 "model)")
+            loss.backward()
+            return gradient_norms_by_name(model, pattern)
     finally:
         for name, p in model.named_parameters():
             p.grad = saved_grads[name]
-        with torch.no_grad():
-            for name, b in model.named_buffers():
-                b.copy_(saved_buffers[name])
 
 
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
-    if pattern is None:
-        return None
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a regular expression (a string) or None, got "
-                        f"{pattern!r} ({type(pattern).__name__})")
-    try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}"
-                         ) from None
+    return check_pattern("pattern", pattern, optional=True)

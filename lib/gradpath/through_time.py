@@ -271,6 +271,10 @@ def unroll(model: nn.Module | Cell, x: torch.Tensor, state: State | None = None,
 
     Returns:
         ``[s_1, …, s_T]``, still in the autograd graph. For ``nn.LSTM`` each is ``(h, c)``.
+
+    Like calling the model, this is a forward pass, not a probe: in training mode a module with
+    dropout draws from the global random state. The probes built on it
+    (:func:`state_gradient_norms`, :func:`state_jacobians`, :func:`jacobian_norms`) restore it.
     """
     rec = as_recurrence(model, time_dim=time_dim)
     inputs = _steps(x, rec.time_dim)

@@ -31,8 +31,9 @@ from torch import nn
 from gradpath.activations import derivative
 from gradpath.diagnosis import EXPLODING_NORM
 from gradpath.models import DeepMLP
+from gradpath.numerics import as_float64, combined_norm, tensor_norm, tensor_norms
 from gradpath.plots import NONFINITE_COLOR, plot_training_curves, use_course_style
-from gradpath.probes import activation_statistics, combined_norm, tensor_norms
+from gradpath.probes import activation_statistics
 from gradpath.training import TrainingHistory
 
 
@@ -62,17 +63,22 @@ def weight_gain(weight: torch.Tensor) -> float:
     """How much ``W^T`` scales a random backward signal: ``‖W‖_F / sqrt(fan_out)``.
 
     For a ``fan_out × fan_in`` matrix with i.i.d. entries of variance ``v`` this is about
-    ``sqrt(fan_in · v)``: for ``U(-a, a)`` weights, ``a·sqrt(fan_in / 3)``.
+    ``sqrt(fan_in · v)``: for ``U(-a, a)`` weights, ``a·sqrt(fan_in / 3)``. The norm is
+    :func:`gradpath.numerics.tensor_norm`, right for every finite entry.
     """
     if weight.dim() != 2:
         raise ValueError(f"expected a (fan_out, fan_in) weight matrix, got {tuple(weight.shape)}")
-    return float(weight.detach().norm() / math.sqrt(weight.shape[0]))
+    return tensor_norm(weight) / math.sqrt(weight.shape[0])
 
 
 def rms_derivative(activation: str, pre_activation: torch.Tensor) -> float:
-    """``sqrt(mean f'(z)²)`` over the given pre-activations: what the activation lets through."""
-    d = derivative(activation, pre_activation.detach().double())
-    return float(d.pow(2).mean().sqrt())
+    """``sqrt(mean f'(z)²)`` over the given pre-activations: what the activation lets through.
+
+    Computed in float64 (:func:`gradpath.numerics.as_float64`), so finite inputs give a finite,
+    nonzero answer whenever some derivative is nonzero.
+    """
+    d = derivative(activation, as_float64(pre_activation))
+    return tensor_norm(d) / math.sqrt(max(d.numel(), 1))
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,8 @@ class OverflowTrace:
             (:func:`gradpath.probes.tensor_norms`).
         float32_norm: the same norm summed in float32, the way ``clip_grad_norm_`` computes it: it
             is ``inf`` as soon as an entry passes about ``1.8e19`` although every entry is finite.
+            This field is float32 on purpose (the chapter shows what ``clip_grad_norm_`` sees);
+            every other number here is right for finite entries.
     """
 
     nonfinite_by_layer: list[tuple[int, int]]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from gradpath.data import Dataset
+from gradpath.numerics import combined_norm, tensor_norms
 from gradpath.through_time import TimeProfile, input_gradient_norms
 
 CELL_KINDS = ("rnn", "lstm", "gru")
@@ -354,14 +355,11 @@ def evaluate(model: nn.Module, data: Dataset) -> dict[str, float]:
 
 
 def _global_norm(model: nn.Module) -> tuple[float, bool]:
-    grads = [p.grad.detach().reshape(-1).double() for p in model.parameters()
-             if p.grad is not None]
-    flat = torch.cat(grads)
-    finite = bool(torch.isfinite(flat).all())
-    if not finite:
-        return math.inf, False
-    biggest = float(flat.abs().max())
-    return (biggest * float((flat / biggest).norm()) if biggest > 0 else 0.0), True
+    """The norm of all gradients together (right for finite entries) and whether every entry is
+    finite; ``inf`` when one is not."""
+    norm = combined_norm(tensor_norms([p.grad for p in model.parameters() if p.grad is not None]))
+    finite = math.isfinite(norm)        # tensor_norms: non-finite exactly for a non-finite entry
+    return (norm if finite else math.inf), finite
 
 
 def fit(model: nn.Module, train: Dataset, validation: Dataset, *, steps: int, lr: float,

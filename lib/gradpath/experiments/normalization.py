@@ -31,6 +31,7 @@ from torch import nn
 
 from gradpath.data import Dataset
 from gradpath.models import NORMALIZATIONS, DeepMLP
+from gradpath.numerics import as_float64, tensor_norm
 from gradpath.plots import plot_training_curves, use_course_style
 from gradpath.probes import weight_layers
 from gradpath.progress import progress
@@ -449,7 +450,10 @@ def _activation_inputs(model: nn.Module) -> list[nn.Module]:
 
 @dataclass(frozen=True)
 class LayerInputs:
-    """Per-unit mean and standard deviation of one layer's activation input on a probe batch."""
+    """Per-unit mean and standard deviation of one layer's activation input on a probe batch.
+
+    Both are float64 tensors of shape (units,), on the CPU (accumulated in float64, so finite
+    inputs give finite statistics)."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -474,7 +478,7 @@ def layer_input_probe(layer: int, batch: torch.Tensor) -> Callable[[nn.Module, t
                 clone(batch)
         finally:
             handle.remove()
-        z = seen[0]
+        z = as_float64(seen[0])
         return LayerInputs(z.mean(dim=0).cpu(), z.std(dim=0).cpu())
 
     return probe
@@ -568,8 +572,8 @@ def landscape_along_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         loss = loss_fn(clone(x), y)
         loss.backward()
         losses.append(float(loss.detach()))
-        changes.append(float((_flat_gradient(clone) - g0).norm()))
-    return LandscapeProbe([float(e) for e in step_sizes], losses, changes, float(g0.norm()))
+        changes.append(tensor_norm(as_float64(_flat_gradient(clone)) - as_float64(g0)))
+    return LandscapeProbe([float(e) for e in step_sizes], losses, changes, tensor_norm(g0))
 
 
 def landscape_probe(step_sizes: Sequence[float], loss_fn: Callable[[torch.Tensor, torch.Tensor],

@@ -29,6 +29,7 @@ from torch import nn
 
 from gradpath.activations import get_activation
 from gradpath.data import Dataset
+from gradpath.numerics import tensor_norms
 
 RECURRENT_INITS = ("orthogonal", "gaussian")
 RNN_ACTIVATIONS = ("tanh", "identity", "relu", "sigmoid")
@@ -157,7 +158,9 @@ def gradient_through_time(model: VanillaRNN, x: torch.Tensor, y: torch.Tensor,
     """``‖∂L/∂h_t‖`` for every step ``t = 1..T`` (first step first), on one batch.
 
     The loss is read from the last step only, so the gradient at step ``t`` has passed back
-    through ``T - t`` copies of the recurrent matrix. Non-finite values are returned, not raised.
+    through ``T - t`` copies of the recurrent matrix. Norms come from
+    :func:`gradpath.numerics.tensor_norms` (right for every finite entry); non-finite values are
+    returned, not raised.
     Leaves the parameter gradients of this backward pass on the model.
     """
     loss_fn = loss_fn if loss_fn is not None else nn.MSELoss()
@@ -166,7 +169,7 @@ def gradient_through_time(model: VanillaRNN, x: torch.Tensor, y: torch.Tensor,
         h.retain_grad()
     model.zero_grad(set_to_none=True)
     loss_fn(model.readout(states[-1]), y).backward()
-    return [float(h.grad.norm()) for h in states]  # type: ignore[union-attr]
+    return tensor_norms([h.grad for h in states])  # type: ignore[misc]
 
 
 def spectral_radius_sweep(radii: Sequence[float], data: Dataset, *, hidden_size: int = 32,

@@ -34,6 +34,7 @@ from gradpath.activations import get_activation
 from gradpath.data import Dataset
 from gradpath.init import initialize_
 from gradpath.models import Block, DeepMLP
+from gradpath.numerics import as_float64
 from gradpath.plots import plot_gradient_norms_by_layer, plot_training_curves, use_course_style
 from gradpath.probes import gradient_norms_by_layer
 from gradpath.training import loss_function
@@ -116,13 +117,15 @@ class StreamStatistics:
 def residual_stream_statistics(model: nn.Module, x: torch.Tensor) -> StreamStatistics:
     """Run ``x`` through ``model`` and describe the output of every block in ``model.blocks``.
 
-    Non-finite outputs are reported as ``inf``/``nan``, not raised.
+    Every statistic is accumulated in float64 (:func:`gradpath.numerics.as_float64`), so
+    finite outputs give finite answers (a float32 mean of squares overflows once an entry passes
+    about ``1.8e19``). Non-finite outputs are reported as ``inf``/``nan``, not raised.
     """
     blocks = getattr(model, "blocks", None)
     if blocks is None:
         raise ValueError("model needs a `blocks` list (e.g. gradpath.models.DeepMLP)")
     outputs: list[torch.Tensor] = []
-    handles = [b.register_forward_hook(lambda _m, _i, o: outputs.append(o.detach().double()))
+    handles = [b.register_forward_hook(lambda _m, _i, o: outputs.append(as_float64(o)))
                for b in blocks]
     try:
         model(x)

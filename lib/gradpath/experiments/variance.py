@@ -27,6 +27,7 @@ from gradpath.activations import derivative, get_activation
 from gradpath.diagnosis import RATIO_LIMIT
 from gradpath.init import apply_recipe_, get_recipe, initialize_
 from gradpath.models import DeepMLP
+from gradpath.numerics import as_float64
 from gradpath.probes import weight_layers
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -69,7 +70,8 @@ class SignalVariances:
 
 
 def _variance(t: torch.Tensor) -> float:
-    t = t.detach().double()
+    """Unbiased variance of all entries, in float64: finite entries give a finite answer."""
+    t = as_float64(t)
     if not torch.isfinite(t).all():
         return math.inf if not torch.isnan(t).any() else math.nan
     return float(t.var())
