@@ -19,8 +19,9 @@ from gradpath.experiments.history import (
     matmul_flops,
     mlp_loss,
     reverse_mode_gradient,
+    zero_operand_flops,
 )
-from torch.func import jacfwd
+from torch.func import jacfwd, jvp
 
 PAGE = ROOT / "history.ipynb"
 
@@ -43,6 +44,19 @@ def test_matmul_flops_counts_products_only():
     assert matmul_flops(lambda: a @ b) == 2 * 3 * 4 * 5
     assert matmul_flops(lambda: torch.tanh(a)) == 0
     assert matmul_flops(lambda: a @ torch.ones(4)) == 0       # matrix-vector: not counted
+
+
+def test_jvp_of_a_product_with_fixed_data_multiplies_a_zero_tangent():
+    x, w = torch.randn(6, 4, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    one = 2 * 6 * 4 * 3
+    assert zero_operand_flops(lambda: x @ w) == 0
+    assert zero_operand_flops(lambda: torch.zeros(6, 4) @ torch.ones(4, 3)) == one
+    def f(v):
+        return x @ v
+    assert matmul_flops(lambda: jvp(f, (w,), (torch.ones_like(w),))) == 3 * one
+    assert zero_operand_flops(lambda: jvp(f, (w,), (torch.ones_like(w),))) == one
+    row = gradient_cost(features=4, hidden=3, repeats=1)
+    assert row.forward_flops - row.forward_zero_flops == 2 * row.params * row.loss_flops
 
 
 def test_forward_mode_needs_one_pass_per_parameter_and_reverse_one():

@@ -19,6 +19,9 @@ differentiation in machine learning: a survey", JMLR 2018).
   ``torch.func.grad``.
 - :func:`matmul_flops` counts the floating-point operations of the matrix products a call makes
   (``torch.utils.flop_counter.FlopCounterMode``): arithmetic measured independently of the clock.
+- :func:`zero_operand_flops` counts the part of those FLOPs spent on products with an all-zero
+  operand: PyTorch's forward-mode rule for ``mm`` also multiplies the (zero) tangent of fixed
+  data such as the input batch, real work that forward mode itself does not need.
 - :func:`cost_sweep` (and :func:`gradient_cost` for one size) time the three (best of several
   interleaved repeats, since a shared machine adds noise only upwards), count their arithmetic
   and compare their gradients.
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.func import grad, jvp, vmap
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -182,6 +186,43 @@ def matmul_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+class _ZeroOperandCounter(TorchDispatchMode):
+    """Adds up the FLOPs of ``mm``/``addmm``/``bmm`` calls whose multiplied operands include an
+    all-zero tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        aten = torch.ops.aten
+        if func in (aten.mm.default, aten.bmm.default, aten.addmm.default):
+            a, b = (args[1], args[2]) if func is aten.addmm.default else (args[0], args[1])
+            if not (bool(a.any()) and bool(b.any())):
+                self.flops += 2 * a.numel() * b.shape[-1]
+        return func(*args, **(kwargs or {}))
+
+
+def zero_operand_flops(fn: Callable[[], object]) -> int:
+    """Matrix-matrix FLOPs (as :func:`matmul_flops` counts them) that ``fn()`` spends on products
+    with an all-zero operand.
+
+    Under ``torch.func.jvp`` (and ``torch.autograd.forward_ad``) PyTorch's rule for ``mm`` computes
+    the tangent ``Ȧ B + A Ḃ`` as two products even when ``A`` is fixed data whose tangent ``Ȧ`` is
+    zero, so one ``jvp`` of ``X @ W`` runs three products where forward mode needs two: this
+    function measures that third one.
+
+    Args:
+        fn: a function of no arguments; it is called once.
+
+    Returns:
+        The count (an int >= 0); a multiply-add counts as two.
+    """
+    with _ZeroOperandCounter() as counter:
+        fn()
+    return counter.flops
+
+
 def reverse_mode_gradient(loss: LossFn, theta: torch.Tensor) -> torch.Tensor:
     """The gradient of ``loss`` at ``theta`` from reverse mode: one forward and one backward pass.
 
@@ -217,6 +258,8 @@ class GradientCost:
         forward_flops: matrix-matrix FLOPs of one gradient by the jvp loop: the FLOPs of one
             ``jvp`` times the passes the loop made (every pass runs the same dense operations;
             counting the whole loop under the counter would be slow).
+        forward_zero_flops: the part of ``forward_flops`` spent on products with an all-zero
+            operand (:func:`zero_operand_flops`), the zero tangent of the fixed data.
         batched_flops: matrix-matrix FLOPs of one gradient by batched forward mode.
         reverse_flops: matrix-matrix FLOPs of one reverse-mode gradient.
         max_difference: largest ``|g - g_rev|`` entry over both forward-mode gradients ``g``,
@@ -231,6 +274,7 @@ class GradientCost:
     reverse_seconds: float
     loss_flops: int
     forward_flops: int
+    forward_zero_flops: int
     batched_flops: int
     reverse_flops: int
     max_difference: float
@@ -258,6 +302,9 @@ def _timed(method: Callable[[LossFn, torch.Tensor], torch.Tensor], loss: LossFn,
     return time.perf_counter() - start, result
 
 
+_CHEAP_RUNS = 15     # timed runs of batched forward mode and reverse mode per repeat
+
+
 def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, seed: int = 0,
                repeats: int = 3) -> list[GradientCost]:
     """Time and count one full gradient of :func:`mlp_loss` by forward mode (a jvp loop, and the
@@ -265,7 +312,7 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
     (so ``P = hidden·(features+1)`` parameters).
 
     Each jvp-loop time is the minimum over ``repeats`` runs (load on a shared machine only ever
-    adds time); batched forward mode and reverse mode, being cheap, run ``10 × repeats`` times.
+    adds time); batched forward mode and reverse mode, being cheap, run ``15 × repeats`` times.
     The runs are interleaved — every size once, then every size again — so a burst of load does
     not fall on one size only. Passes are counted with :class:`CountingLoss`, per gradient, and
     arithmetic with :func:`matmul_flops` (one extra, untimed run of each method; for the jvp
@@ -283,16 +330,18 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
     best = [[float("inf")] * 3 for _ in problems]      # loop, batched, reverse
     grads: list[tuple[torch.Tensor, ...]] = [(t, t, t) for _, t in problems]
     for _ in range(repeats):
-        for k, ((fn, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters,
-                                                                    strict=True)):
+        for k, ((_, theta), (fwd_loss, _)) in enumerate(zip(problems, counters, strict=True)):
             t_fwd, g_fwd = _timed(forward_mode_gradient, fwd_loss, theta)
             best[k][0] = min(best[k][0], t_fwd)
-            for _ in range(10):
+            grads[k] = (g_fwd, *grads[k][1:])
+        for _ in range(_CHEAP_RUNS):
+            for k, ((fn, theta), (_, rev_loss)) in enumerate(zip(problems, counters,
+                                                                 strict=True)):
                 t_bat, g_bat = _timed(batched_forward_gradient, fn, theta)
                 best[k][1] = min(best[k][1], t_bat)
                 t_rev, g_rev = _timed(reverse_mode_gradient, rev_loss, theta)
                 best[k][2] = min(best[k][2], t_rev)
-            grads[k] = (g_fwd, g_bat, g_rev)
+                grads[k] = (grads[k][0], g_bat, g_rev)
     rows = []
     for k, ((fn, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters, strict=True)):
         g_fwd, g_bat, g_rev = grads[k]
@@ -300,10 +349,12 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
         diff = max(float((g - g_rev).abs().max()) for g in (g_fwd, g_bat))
         rows.append(GradientCost(
             params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
-            reverse_passes=rev_loss.calls // (10 * repeats), forward_seconds=best[k][0],
+            reverse_passes=rev_loss.calls // (_CHEAP_RUNS * repeats), forward_seconds=best[k][0],
             batched_seconds=best[k][1], reverse_seconds=best[k][2],
             loss_flops=matmul_flops(lambda fn=fn, theta=theta: fn(theta)),
             forward_flops=fwd_loss.calls // repeats * matmul_flops(
+                lambda fn=fn, theta=theta: jvp(fn, (theta,), (torch.ones_like(theta),))),
+            forward_zero_flops=fwd_loss.calls // repeats * zero_operand_flops(
                 lambda fn=fn, theta=theta: jvp(fn, (theta,), (torch.ones_like(theta),))),
             batched_flops=matmul_flops(
                 lambda fn=fn, theta=theta: batched_forward_gradient(fn, theta)),
