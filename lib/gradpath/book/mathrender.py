@@ -89,6 +89,8 @@ def find_formulas(page: str) -> tuple[list[Formula], int]:
     end_of_head = page.find("</head>")
     for match in _MATH.finditer(page, max(end_of_head, 0)):
         content = match.group(3)
+        if content.lstrip().startswith("<mjx-container"):
+            continue                        # typeset already
         parsed = None if "<" in content else _strip(content, match.group(1))
         if parsed is None:
             left += 1
@@ -135,8 +137,9 @@ def render_page(page: str, rendered: dict[tuple[str, bool], str], static_prefix:
     """``page`` with every formula found by :func:`find_formulas` replaced by its CHTML from
     ``rendered``, the math style sheet linked, and MathJax loaded only on demand (see the
     module docstring). ``static_prefix`` is the page's relative path to ``_static/``."""
-    formulas, left = find_formulas(page)
-    formulas = [f for f in formulas if (f.tex, f.display) in rendered]
+    found, left = find_formulas(page)
+    formulas = [f for f in found if (f.tex, f.display) in rendered]
+    left += len(found) - len(formulas)      # a TeX error: the browser's MathJax shows it
     out, last = [], 0
     for f in formulas:
         out.append(page[last:f.start])
