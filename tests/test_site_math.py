@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 import pytest
 from conftest import CHAPTERS, ROOT
-
 from gradpath.book import mathrender, sitebench
 
 SITE = ROOT / "_build" / "html"
@@ -76,7 +75,8 @@ def test_render_page_keeps_mathjax_when_a_formula_is_left_to_the_browser():
 @needs_mathjax
 def test_typeset_gives_chtml_with_mathml_for_screen_readers_and_reports_tex_errors():
     html, errors, css = mathrender.typeset(
-        [("\\frac{\\partial L}{\\partial w}", False), ("\\begin{split}a&=b\\\\c&=d\\end{split}", True),
+        [("\\frac{\\partial L}{\\partial w}", False),
+         ("\\begin{split}a&=b\\\\c&=d\\end{split}", True),
          ("\\frac{a}{", False), ("\\notamacro x", False)], MODULES)
     assert errors[:2] == [None, None]
     assert 'display="true"' in html[1] and 'display="true"' not in html[0]

@@ -194,7 +194,7 @@ def prerender_site(outdir: str | Path, modules: str | Path) -> tuple[int, list[s
     items = list(where)
     htmls, errors, css = typeset(items, modules, font_url=".")
     rendered, problems = {}, []
-    for item, markup, error in zip(items, htmls, errors):
+    for item, markup, error in zip(items, htmls, errors, strict=True):
         if markup is None:
             problems.append(f"{where[item]}: TeX error in {item[0]!r}: {error}")
         else:
