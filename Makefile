@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPOSITORY := $(shell sed -n 's/^  url: //p' _config.yml)
 
-.PHONY: setup book test unit notebooks site-tests axe site-tools site-bench browser bench serve lint launched \
+.PHONY: setup book test unit notebooks site-tests axe math-tools site-tools site-bench browser bench serve \
+	lint launched \
 	set-repository clean mutation
 
 setup: $(STAMP)
@@ -20,13 +21,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 ## book: build the site into _build/html (executes every chapter; any warning or failing cell fails)
-book: $(STAMP)
+book: $(STAMP) math-tools
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 ## test: everything, executing each chapter once: unit tests; the chapters under nbmake, whose
 ## outputs go into the book's execution cache; the book built from that cache (it executes no
 ## chapter again); the browser tests of the built site
-test: browser axe unit notebooks
+test: browser axe math-tools unit notebooks
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	$(BIN)/python -m pytest tests -m browser
 
@@ -56,9 +57,19 @@ $(AXE):
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	npm install --prefix .sitetools --no-audit --no-fund --silent axe-core@4.11.1
 
+## math-tools: MathJax 3 for Node (mathjax-full, from the npm registry into .sitetools/), with which
+## the book build typesets the math once (gradpath.book.mathrender); offline afterwards
+MATHJAX_FULL := .sitetools/node_modules/mathjax-full/package.json
+math-tools: $(MATHJAX_FULL)
+$(MATHJAX_FULL):
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	npm install --prefix .sitetools --no-audit --no-fund --silent mathjax-full@3.2.2
+
 ## site-tools: also Lighthouse (12.8.2 runs on Debian's Node 18), for site-bench
-site-tools: axe
-	npm install --prefix .sitetools --no-audit --no-fund --silent axe-core@4.11.1 lighthouse@12.8.2
+site-tools: axe math-tools
+	npm install --prefix .sitetools --no-audit --no-fund --silent axe-core@4.11.1 lighthouse@12.8.2 \
+		mathjax-full@3.2.2
 
 ## site-bench: compressed page weight and Lighthouse (desktop, mobile) per page of the built site
 site-bench: $(STAMP) browser site-tools

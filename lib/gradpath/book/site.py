@@ -230,9 +230,12 @@ _SCRIPT_TAG = re.compile(r"<script\b([^>]*)>\s*</script>", re.IGNORECASE)
 _FONTAWESOME_JS = re.compile(
     r"\s*<script\b[^>]*src=\"[^\"]*vendor/fontawesome/[^\"]*/js/[^\"]*\"[^>]*>\s*</script>",
     re.IGNORECASE)
-_FONTAWESOME_PRELOAD = re.compile(  # the "regular" style: no icon of the book uses it
+# Font Awesome's font preloads: "regular" no icon of the book uses; "solid" and "brands" (270 kB)
+# would compete with the style sheets for a phone's first seconds of bandwidth, and the icons'
+# style sheet loads them anyway when an icon is drawn.
+_FONTAWESOME_PRELOAD = re.compile(
     r"\s*<link\b[^>]*rel=\"preload\"[^>]*href=\"[^\"]*vendor/fontawesome/[^\"]*"
-    r"fa-regular-400[^\"]*\"[^>]*/?>", re.IGNORECASE)
+    r"fa-(?:regular|solid|brands)-\d+[^\"]*\"[^>]*/?>", re.IGNORECASE)
 _NOTEBOOK_IMAGE = re.compile(r"<img\b(?![^>]*\bwidth=)([^>]*\bsrc=\"([^\"]*_images/[^\"]+\.png)\")",
                              re.IGNORECASE)
 
@@ -241,7 +244,7 @@ def slim_html(page: str, documentation_options: str | None = None) -> str:
     """Make a built page's ``<head>`` stop blocking the first paint.
 
     Removes the Font Awesome script (the theme's Font Awesome CSS draws the same icons) and the
-    preload of its "regular" font (no icon of the book uses it), inlines
+    preloads of its fonts (the icons' style sheet loads them when an icon is drawn), inlines
     ``documentation_options.js`` when its text is given (a later inline script in the head reads
     it, so it cannot be deferred), adds ``defer`` to every other external script in the head
     that has neither ``async`` nor ``defer``, and makes the inline MathJax configuration run in

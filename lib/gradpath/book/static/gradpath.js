@@ -7,7 +7,11 @@
  * 2. Quizzes (jupyterquiz): labels every numeric input and every answer option (math-only ones
  *    get a text name), announces feedback, adds a "Check" button and a hint to numeric questions,
  *    allows paste, and keeps the typed answer when the box is focused again.
- * 3. Display math that is wider than the column scrolls and can be focused to scroll by keyboard.
+ * 3. Math: the prose's formulas arrive typeset (gradpath.book.mathrender); MathJax is loaded
+ *    only for quizzes and flashcards, when one comes near the screen. Display math that is wider
+ *    than the column scrolls and can be focused to scroll by keyboard.
+ *    <html data-gradpath-math> says where the page is: "prose" (the page's own formulas are
+ *    typeset; quizzes and cards wait for MathJax), "loading", then "typeset" (everything).
  * 4. "Live code" (Thebe) needs mybinder.org: when it cannot be reached, say so and point to the
  *    other ways to run the chapter instead of hanging at "Loading thebe from CDN...".
  */
@@ -224,7 +228,7 @@
       var mj = window.MathJax;
       if (mj && mj.startup && mj.startup.promise) {
         mj.startup.promise.then(fn);
-      } else if (tries++ < 100) {
+      } else if (tries++ < 600) {  // a minute: a slow link
         setTimeout(wait, 100);
       }
     })();
@@ -282,29 +286,110 @@
     return text.replace(/\s+/g, " ").trim();
   }
 
-  function setUpMath() {
+  // Where MathJax is, on pages whose quizzes or flashcards build math in the browser
+  // (gradpath.book.mathrender writes it; the prose's math is typeset when the site is built).
+  function runtimeMath() {
+    var el = document.getElementById("gradpath-mathjax");
+    if (!el) return null;
+    try { return JSON.parse(el.textContent); } catch (err) { return null; }
+  }
+
+  var mathRequested = false;
+  function loadMathJax(spec) {
+    if (mathRequested) return;
+    mathRequested = true;
+    document.documentElement.dataset.gradpathMath = "loading";
+    window.MathJax = spec.config || {};
+    var script = document.createElement("script");
+    script.src = spec.src;
+    script.async = true;
+    document.head.appendChild(script);
     whenMathTypeset(function () {
       // The notebook's top section is excluded from MathJax's page-wide pass (MyST-NB marks it
-      // mathjax_ignore and lets MathJax in only where it marks math), so quizzes are typeset
-      // here; jupyterquiz typesets its own feedback when an answer is chosen.
-      var quizzes = Array.prototype.slice.call(document.querySelectorAll("[data-shufflequestions]"));
-      var typeset = quizzes.length && window.MathJax.typesetPromise
-        ? window.MathJax.typesetPromise(quizzes) : Promise.resolve();
-      typeset.catch(function () {}).then(afterMath);
+      // mathjax_ignore and lets MathJax in only where it marks math), so quizzes and decks are
+      // typeset here; jupyterquiz and jupytercards typeset what they draw later themselves.
+      var boxes = Array.prototype.slice.call(
+        document.querySelectorAll("[data-shufflequestions], .gp-deck"));
+      var typeset = boxes.length && window.MathJax.typesetPromise
+        ? window.MathJax.typesetPromise(boxes) : Promise.resolve();
+      typeset.catch(function () {}).then(function () {
+        proseMath();
+        fixQuizMath();
+        document.documentElement.dataset.gradpathMath = "typeset";  // for tests and tools
+      });
     });
   }
 
-  function afterMath() {
-    {
-      document.querySelectorAll('mjx-container[display="true"]').forEach(function (c) {
-        if (c.scrollWidth > c.clientWidth + 1) {
-          c.setAttribute("tabindex", "0");
-          c.classList.add("gradpath-wide-math");
+  // Boxes that scroll sideways when their content is wider than the column (display math, wide
+  // tables and outputs) must be reachable by keyboard. Whether one scrolls is a question about
+  // layout; each box is asked when it comes near the screen (and again after a resize), so the
+  // page never lays out everything at once just to answer it (a long task on a phone).
+  var OVERFLOW_BOXES = 'mjx-container[display="true"], .pst-scrollable-table-container, ' +
+    ".cell_output .output";
+  var overflowObserver = null;
+  function fixOverflow(box) {
+    if (!(box.scrollWidth > box.clientWidth + 1) || box.hasAttribute("tabindex")) return;
+    box.setAttribute("tabindex", "0");
+    if (box.tagName === "MJX-CONTAINER") {
+      box.classList.add("gradpath-wide-math");
+    } else {
+      if (!box.hasAttribute("role")) box.setAttribute("role", "region");
+      if (!box.hasAttribute("aria-label")) box.setAttribute("aria-label", "scrollable table");
+    }
+  }
+  function proseMath() {
+    var boxes = document.querySelectorAll(OVERFLOW_BOXES);
+    if (!("IntersectionObserver" in window)) {
+      boxes.forEach(fixOverflow);
+      return;
+    }
+    if (overflowObserver) overflowObserver.disconnect();
+    overflowObserver = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (entry.isIntersecting) {
+          overflowObserver.unobserve(entry.target);
+          fixOverflow(entry.target);
         }
       });
-      fixQuizMath();
-      document.documentElement.dataset.gradpathMath = "typeset";  // for tests and tools
+    }, {rootMargin: "1000px 0px"});
+    boxes.forEach(function (box) { overflowObserver.observe(box); });
+  }
+
+  // The page's formulas arrive typeset (gradpath.book.mathrender). MathJax itself (1.1 MB) is
+  // loaded only for quizzes and flashcards, when one comes within a few screens of the reader;
+  // until then they show their questions as text and work as usual.
+  function setUpMath() {
+    proseMath();
+    var spec = runtimeMath();
+    if (!spec) {
+      if (document.querySelector('script[src*="mathjax/tex-chtml"]')) {
+        whenMathTypeset(function () {  // a site built without mathrender: MathJax as before
+          document.querySelectorAll("[data-shufflequestions]").forEach(function (q) {
+            if (window.MathJax.typesetPromise) window.MathJax.typesetPromise([q]);
+          });
+          proseMath();
+          fixQuizMath();
+          document.documentElement.dataset.gradpathMath = "typeset";
+        });
+      } else {
+        document.documentElement.dataset.gradpathMath = "typeset";
+      }
+      return;
     }
+    document.documentElement.dataset.gradpathMath = "prose";
+    var targets = Array.prototype.slice.call(
+      document.querySelectorAll("[data-shufflequestions], .gp-deck"));
+    if (!targets.length || !("IntersectionObserver" in window)) {
+      loadMathJax(spec);
+      return;
+    }
+    var observer = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) {
+        observer.disconnect();
+        loadMathJax(spec);
+      }
+    }, {rootMargin: "2000px 0px"});
+    targets.forEach(function (el) { observer.observe(el); });
   }
 
   /* ------------------------------------------------------------------ quizzes */
@@ -422,27 +507,15 @@
     }, true);
   }
 
-  /* ------------------------------------------------------------------ wide tables */
-  // A table wider than the column scrolls inside its container; keyboard users need to reach
-  // it (axe: scrollable-region-focusable). Checked once the page and its fonts are laid out.
-  function focusableScrollers() {
-    document.querySelectorAll(".pst-scrollable-table-container, .cell_output .output")
-      .forEach(function (box) {
-        if (box.scrollWidth > box.clientWidth + 1 && !box.hasAttribute("tabindex")) {
-          box.setAttribute("tabindex", "0");
-          if (!box.hasAttribute("role")) box.setAttribute("role", "region");
-          if (!box.hasAttribute("aria-label")) box.setAttribute("aria-label", "scrollable table");
-        }
-      });
-  }
-
   ready(function () {
     setUpFigures();
     setUpQuizzes();
     setUpMath();
     setUpThebe();
-    focusableScrollers();
-    window.addEventListener("load", focusableScrollers);
-    window.addEventListener("resize", focusableScrollers);
+    var resized = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(resized);
+      resized = setTimeout(proseMath, 300);
+    });
   });
 })();
