@@ -3,17 +3,28 @@
 In the static book a tqdm bar would be a widget that needs JavaScript from a CDN, so bars are
 turned off there (and whenever ``GRADPATH_PROGRESS=0``). tqdm is optional: without it (a bare
 ``pip install gradpath``) loops simply run without a bar.
+
+In a notebook kernel with ipywidgets, ``tqdm.auto`` picks tqdm's widget bar, which a live front
+end (Jupyter, Colab) updates. A notebook saved without a widget manager (run by nbclient, opened
+on GitHub, Colab's saved output) keeps only the plain-text copy of the bar taken when it was
+first displayed: ``0%|...``, frozen. So the bar here is displayed under an IPython display id
+(see ``IPython.display.display(..., display_id=True)``), and when the loop ends that output is
+replaced with what is true then: nothing for a finished loop (tqdm's ``leave=False`` removes a
+finished bar in the live front end too), or the bar with its last count if the loop stopped
+early.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 PROGRESS_ENV = "GRADPATH_PROGRESS"
 STATIC_BUILD_ENV = "GRADPATH_STATIC_BUILD"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def is_static_build() -> bool:
@@ -30,12 +41,51 @@ def progress_enabled() -> bool:
     return not is_static_build() and os.environ.get(PROGRESS_ENV, "1") != "0"
 
 
+@functools.cache
+def _notebook_bar(base: type) -> type:
+    """tqdm's widget bar (``base``), displayed so that the saved output ends true."""
+
+    class NotebookBar(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._handle = None
+            super().__init__(*args, display=False, **kwargs)   # we display it ourselves
+            if not self.disable:
+                from IPython.display import display
+
+                self._handle = display(self._bundle(), raw=True, display_id=True)
+                self.displayed = True
+
+        def _bundle(self) -> dict[str, Any]:
+            """The widget's view and the bar's text now (what ipywidgets' own display sends)."""
+            return {"text/plain": self.container.__repr__(True),
+                    WIDGET_VIEW: {"version_major": 2, "version_minor": 0,
+                                  "model_id": self.container.model_id}}
+
+        def close(self) -> None:
+            handle, self._handle = self._handle, None   # close() runs again from __del__
+            super().close()
+            if handle is not None:
+                stopped = self.container.children[1].bar_style == "danger"   # tqdm's signal
+                handle.update(self._bundle() if stopped else {"text/plain": ""}, raw=True)
+
+    return NotebookBar
+
+
 def progress(items: Iterable[T], description: str = "", total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items`` with a progress bar when bars are enabled."""
+    """Iterate over ``items`` with a progress bar when bars are enabled.
+
+    The bar is ``tqdm.auto``'s: a widget in a notebook kernel with ipywidgets, text elsewhere. It
+    disappears when the loop finishes (``leave=False``), in a live front end and in the saved
+    notebook alike; a loop that stops early leaves the bar at its last count.
+    """
+    if not progress_enabled():
+        yield from items
+        return
     try:
         from tqdm.auto import tqdm
+        from tqdm.notebook import tqdm_notebook
     except ImportError:  # tqdm is an optional dependency of the core
         yield from items
         return
-    yield from tqdm(items, desc=description, total=total, disable=not progress_enabled(),
-                    leave=False)
+    bar = _notebook_bar(tqdm) if issubclass(tqdm, tqdm_notebook) else tqdm
+    yield from bar(items, desc=description, total=total, leave=False)
