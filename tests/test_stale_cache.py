@@ -122,3 +122,29 @@ def test_the_sphinx_hook_asks_to_read_the_stale_notebooks_again(course):
     config.execution_mode = "off"
     _age(course.root / "chapters" / "cards" / "01-a.json", +60)
     assert _reexecute_for_changed_data(app, env, set(), set(), set()) == []
+
+
+def test_a_rebuilt_page_shows_the_edited_quiz(tmp_path):
+    """End to end: Sphinx with MyST-NB's cache and this extension, built, edited, rebuilt."""
+    import subprocess
+    import sys
+
+    (tmp_path / "conf.py").write_text('extensions = ["myst_nb", "gradpath.book.site"]\n'
+                                      'nb_execution_mode = "cache"\n'
+                                      'exclude_patterns = ["_build"]\n')
+    quiz = tmp_path / "chapters" / "quizzes" / "exam.json"
+    quiz.parent.mkdir(parents=True)
+    quiz.write_text('["the old question"]')
+    _notebook(tmp_path / "index.ipynb", "import json, pathlib\n"
+              "print(json.loads(pathlib.Path('chapters/quizzes/exam.json').read_text()))")
+    page = tmp_path / "_build" / "html" / "index.html"
+
+    def build() -> str:
+        subprocess.run([sys.executable, "-m", "sphinx", "-q", "-b", "html", str(tmp_path),
+                        str(page.parent)], check=True, capture_output=True, text=True)
+        return page.read_text(encoding="utf-8")
+
+    assert "the old question" in build()
+    quiz.write_text('["the new question"]')
+    _age(quiz, +5)
+    assert "the new question" in build()
