@@ -285,6 +285,6 @@ def test_progress_bars_do_not_freeze(launched):
     """
     for where, nb in _runs(launched):
         for cell in nb.cells:
-            for output in cell.outputs:
+            for output in cell.get("outputs", []):
                 assert not re.search(r"\d+%\|", _text(output)), \
                     f"{where}: a progress bar frozen as {_text(output)!r}"

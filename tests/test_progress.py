@@ -67,12 +67,28 @@ def test_the_live_front_end_gets_a_widget_bar():
     assert "FloatProgress" in printed and "TqdmHBox" in printed, printed
 
 
-def test_an_interrupted_bar_shows_where_it_stopped():
+def test_a_loop_the_caller_leaves_early_leaves_no_bar():
+    """As train() does when the loss stops being finite: the loop is over, so is its bar."""
     outputs = _executed("for step in progress(range(10), 'train'):\n"
                         "    if step == 4:\n"
-                        "        break")
+                        "        break\n"
+                        "print('stopped at', step)")
+    assert [_shown(o) for o in outputs if _shown(o)] == ["stopped at 4\n"]
+    assert not [o for o in outputs if WIDGET in o.get("data", {})]
+
+
+def test_a_failing_iterable_leaves_the_bar_where_it_stopped():
+    outputs = _executed("def items():\n"
+                        "    yield from range(4)\n"
+                        "    raise RuntimeError('the data ran out')\n"
+                        "try:\n"
+                        "    for step in progress(items(), 'train', total=10):\n"
+                        "        pass\n"
+                        "except RuntimeError as error:\n"
+                        "    print(error)")
     shown = "".join(map(_shown, outputs))
     assert re.search(r"train: +40%\|.*\| 4/10", shown), shown
+    assert "the data ran out" in shown
 
 
 def test_the_static_book_build_shows_no_bar():
@@ -83,3 +99,14 @@ def test_the_static_book_build_shows_no_bar():
 def test_progress_yields_every_item_when_disabled(monkeypatch):
     monkeypatch.setenv("GRADPATH_PROGRESS", "0")
     assert list(progress(iter("abc"), "letters")) == ["a", "b", "c"]
+
+
+def test_progress_in_a_terminal_yields_every_item_and_clears_its_bar(monkeypatch, capsys):
+    monkeypatch.setenv("GRADPATH_PROGRESS", "1")
+    monkeypatch.delenv("GRADPATH_STATIC_BUILD", raising=False)
+    assert list(progress(range(5), "steps")) == [0, 1, 2, 3, 4]
+    for step in progress(iter(range(5)), "steps"):
+        if step == 2:
+            break
+    err = capsys.readouterr().err
+    assert "steps:" in err and err.endswith("\r")   # leave=False: the line is wiped at the end

@@ -9,9 +9,10 @@ end (Jupyter, Colab) updates. A notebook saved without a widget manager (run by 
 on GitHub, Colab's saved output) keeps only the plain-text copy of the bar taken when it was
 first displayed: ``0%|...``, frozen. So the bar here is displayed under an IPython display id
 (see ``IPython.display.display(..., display_id=True)``), and when the loop ends that output is
-replaced with what is true then: nothing for a finished loop (tqdm's ``leave=False`` removes a
-finished bar in the live front end too), or the bar with its last count if the loop stopped
-early.
+replaced with what is true then: nothing, once the loop is over (it ran to its end, or the caller
+left it early, as :func:`gradpath.training.train` does when the loss stops being finite; tqdm's
+``leave=False`` removes the bar in the live front end too), or the bar at its last count (red in
+a live front end) if the iterable itself raised.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _notebook_bar(base: type) -> type:
     """tqdm's widget bar (``base``), displayed so that the saved output ends true."""
 
     class NotebookBar(base):  # type: ignore[misc, valid-type]
+        keep = False          # set when the iterable raised: the bar then stays at its count
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self._handle = None
             super().__init__(*args, display=False, **kwargs)   # we display it ourselves
@@ -64,9 +67,13 @@ def _notebook_bar(base: type) -> type:
         def close(self) -> None:
             handle, self._handle = self._handle, None   # close() runs again from __del__
             super().close()
-            if handle is not None:
-                stopped = self.container.children[1].bar_style == "danger"   # tqdm's signal
-                handle.update(self._bundle() if stopped else {"text/plain": ""}, raw=True)
+            if handle is None:
+                return
+            if self.keep:
+                handle.update(self._bundle(), raw=True)
+            else:        # the view goes from the live front end and the saved notebook alike
+                handle.update({"text/plain": ""}, raw=True)
+                self.container.close()
 
     return NotebookBar
 
@@ -75,8 +82,9 @@ def progress(items: Iterable[T], description: str = "", total: int | None = None
     """Iterate over ``items`` with a progress bar when bars are enabled.
 
     The bar is ``tqdm.auto``'s: a widget in a notebook kernel with ipywidgets, text elsewhere. It
-    disappears when the loop finishes (``leave=False``), in a live front end and in the saved
-    notebook alike; a loop that stops early leaves the bar at its last count.
+    disappears when the loop is over (``leave=False``) — it ran to its end, or the caller left
+    it early — in a live front end and in the saved notebook alike. If ``items`` itself raises,
+    the bar stays at its last count.
     """
     if not progress_enabled():
         yield from items
@@ -87,5 +95,16 @@ def progress(items: Iterable[T], description: str = "", total: int | None = None
     except ImportError:  # tqdm is an optional dependency of the core
         yield from items
         return
-    bar = _notebook_bar(tqdm) if issubclass(tqdm, tqdm_notebook) else tqdm
-    yield from bar(items, desc=description, total=total, leave=False)
+    kind = _notebook_bar(tqdm) if issubclass(tqdm, tqdm_notebook) else tqdm
+    bar = kind(items, desc=description, total=total, leave=False)   # the total from len(items)
+    try:
+        for item in items:
+            yield item
+            bar.update()
+    except GeneratorExit:          # the caller left the loop (break, return, an error of its own)
+        raise
+    except BaseException:          # the iterable failed: show where
+        bar.keep = True
+        raise
+    finally:
+        bar.close()
