@@ -43,6 +43,8 @@ from gradpath import (
     training,
 )
 from gradpath.book.quiz import QuizError, validate_quiz
+from gradpath.experiments.gated import SequenceClassifier
+from gradpath.experiments.recurrent import VanillaRNN
 from torch import nn
 
 NAN, INF = math.nan, math.inf
@@ -735,6 +737,19 @@ CASES: list[tuple[str, Callable[[], Any], Raises | Gives]] = [
     ("silent-at-distance-bool",
      lambda: _rnn_profile().at_distance(True),
      raises(ValueError, "distance must be an integer in [0, 4], got True")),
+
+    # --- the chapters' recurrent nets (gradpath.experiments) --------------------------------
+    ("silent-sequence-classifier-bool-size",
+     lambda: SequenceClassifier("rnn", True, 4, 2),
+     raises(TypeError, "input_size must be an integer >= 1, got True (bool)")),
+    ("type-sequence-classifier-float-classes",
+     lambda: SequenceClassifier("gru", 3, 4, 2.0),
+     raises(TypeError, "classes must be an integer >= 1, got 2.0 (float)")),
+    ("silent-vanilla-rnn-bool-size",
+     lambda: VanillaRNN(3, True),
+     raises(TypeError, "hidden_size must be an integer >= 1, got True (bool)")),
+    ("valid-vanilla-rnn-numpy-size",
+     lambda: type(VanillaRNN(np.int64(3), 4).input.in_features), equals(int)),
 
     # --- the gradient doctor ---------------------------------------------------------------
     ("obscure-checkup-loss-not-connected",

@@ -30,16 +30,6 @@ from torch import nn
 # ---------------------------------------------------------------- the equations match torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small recurrent nets: extra threads only wait on each other on a busy machine (see
-    # gradpath.device); the notebooks get the same setting from pick_device().
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 
 def _run(step, x, state):
     outs = []

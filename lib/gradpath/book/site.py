@@ -18,7 +18,10 @@ The book's Sphinx build loads this module as an extension (``_config.yml`` →
    and marks wide figures ``full-width`` so their labels stay readable;
 5. after the build, slims each page's ``<head>``: the Font Awesome script (1.5 MB, render-blocking;
    the theme's Font Awesome CSS already draws the icons) is dropped, ``documentation_options.js``
-   is inlined, and the other head scripts are deferred.
+   is inlined, and the other head scripts are deferred;
+6. before the build reads its sources, forgets the cached execution of a notebook whose data
+   files (a quiz or flashcard JSON its cells show) changed since it ran, so the page is executed
+   again instead of showing the old questions (:func:`drop_stale_executions`).
 """
 
 from __future__ import annotations
@@ -161,6 +164,86 @@ def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context:
             seen.add(key)
             unique.append(script)
     context["script_files"] = unique
+
+
+# ----------------------------------------------------------------------------- execution cache
+
+# A quoted relative path to a course data file in a code cell, e.g. show_quiz("quizzes/x.json").
+_DATA_FILE = re.compile(r"""["']([\w./-]+\.(?:json|ya?ml|csv|bib))["']""")
+
+
+def data_files(notebook: Path, course_root: Path) -> list[Path]:
+    """The course data files a notebook's code cells name, e.g. ``quizzes/01-chain-rule.json``.
+
+    A name is found as :func:`gradpath.book.quiz.locate` finds it when the notebook runs in the
+    book build: next to the notebook (its working directory), else in ``chapters/`` of the
+    course. Names that match no file are left out.
+    """
+    import nbformat
+
+    found: list[Path] = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for name in _DATA_FILE.findall(cell.source):
+            for folder in (notebook.parent, course_root / "chapters"):
+                if (folder / name).is_file() and (folder / name) not in found:
+                    found.append(folder / name)
+                    break
+    return found
+
+
+def drop_stale_executions(cache_path: Path, notebooks: dict[str, Path],
+                          course_root: Path) -> list[str]:
+    """Forget the cached execution of each notebook whose data files changed since it ran.
+
+    MyST-NB's execution cache (jupyter-cache) matches a notebook by its code cells alone, so a
+    page whose cell shows ``quizzes/exam.json`` would keep the old questions after the JSON is
+    edited. Each notebook's matching cache record is removed when one of its :func:`data_files`
+    was modified after the record was created; the build then executes the notebook again.
+
+    Args:
+        cache_path: the jupyter-cache folder (``_build/.jupyter_cache``); nothing happens if it
+            holds no cache yet.
+        notebooks: ``{name: path}`` of the notebooks to check (Sphinx docnames in the build).
+        course_root: the course's folder (holding ``chapters/``).
+
+    Returns:
+        The names of the notebooks whose record was removed (they must be read again).
+    """
+    from datetime import timezone
+
+    import nbformat
+
+    if not (Path(cache_path) / "global.db").is_file():
+        return []
+    from jupyter_cache import get_cache
+
+    cache = get_cache(str(cache_path))
+    stale = []
+    for name, path in notebooks.items():
+        try:
+            record = cache.match_cache_notebook(nbformat.read(path, as_version=4))
+        except KeyError:       # not cached: the build executes it anyway
+            continue
+        created = record.created
+        if created.tzinfo is None:            # jupyter-cache stores UTC without the zone
+            created = created.replace(tzinfo=timezone.utc)
+        if any(f.stat().st_mtime > created.timestamp() for f in data_files(path, course_root)):
+            cache.remove_cache(record.pk)
+            stale.append(name)
+    return stale
+
+
+def _reexecute_for_changed_data(app: Any, env: Any, added: set[str], changed: set[str],
+                                removed: set[str]) -> list[str]:
+    """Sphinx ``env-get-outdated``: re-read (so re-execute) notebooks whose data changed."""
+    config = getattr(env, "mystnb_config", None)
+    if config is None or config.execution_mode != "cache" or not config.execution_cache_path:
+        return []
+    notebooks = {doc: Path(env.doc2path(doc)) for doc in env.found_docs - removed}
+    notebooks = {doc: path for doc, path in notebooks.items() if path.suffix == ".ipynb"}
+    return drop_stale_executions(Path(config.execution_cache_path), notebooks, Path(app.srcdir))
 
 
 # ----------------------------------------------------------------------------- figures
@@ -368,4 +451,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _page_context)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("build-finished", _finish)
+    app.connect("env-get-outdated", _reexecute_for_changed_data)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -76,14 +76,9 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
     return list(blocks)
 
 
-@torch.no_grad()
-def unit_states(model: nn.Module, x: torch.Tensor) -> UnitStates:
-    """Run the batch ``x`` through ``model`` and classify every hidden unit.
-
-    Raises:
-        ValueError: if the model has no hidden ``blocks`` or ``x`` is not a (batch, features)
-            tensor.
-    """
+def _activations(model: nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per hidden block, the input and output of its activation for the batch ``x`` (run in
+    evaluation mode; the model's mode is restored and the hooks removed)."""
     if x.dim() != 2 or x.shape[0] < 1:
         raise ValueError(f"x must be a non-empty (batch, features) tensor, got {tuple(x.shape)}")
     records: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -101,6 +96,18 @@ def unit_states(model: nn.Module, x: torch.Tensor) -> UnitStates:
         for h in handles:
             h.remove()
         model.train(was_training)
+    return records
+
+
+@torch.no_grad()
+def unit_states(model: nn.Module, x: torch.Tensor) -> UnitStates:
+    """Run the batch ``x`` through ``model`` and classify every hidden unit.
+
+    Raises:
+        ValueError: if the model has no hidden ``blocks`` or ``x`` is not a (batch, features)
+            tensor.
+    """
+    records = _activations(model, x)
     dead = [float((a == 0).all(dim=0).double().mean()) for _, a in records]
     off = [float((z <= 0).all(dim=0).double().mean()) for z, _ in records]
     return UnitStates(dead, off, [int(a.shape[1]) for _, a in records])
@@ -110,21 +117,7 @@ def unit_states(model: nn.Module, x: torch.Tensor) -> UnitStates:
 def dead_masks(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Per hidden layer, a boolean vector (on the CPU): which units output exactly zero for every
     example in ``x``. Runs in evaluation mode and restores the model's mode."""
-    if x.dim() != 2 or x.shape[0] < 1:
-        raise ValueError(f"x must be a non-empty (batch, features) tensor, got {tuple(x.shape)}")
-    outputs: list[torch.Tensor] = []
-    handles = [b.activation.register_forward_hook(  # type: ignore[union-attr,operator]
-        lambda _m, _i, out: outputs.append((out.detach() == 0).all(dim=0).cpu()))
-        for b in _blocks(model)]
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return outputs
+    return [(a == 0).all(dim=0).cpu() for _, a in _activations(model, x)]
 
 
 def dead_fractions(model: nn.Module, x: torch.Tensor) -> list[float]:

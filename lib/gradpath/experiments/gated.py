@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradpath._checks import check_positive_int
 from gradpath.data import Dataset
 from gradpath.numerics import combined_norm, tensor_norms
 from gradpath.through_time import TimeProfile, input_gradient_norms
@@ -181,6 +182,7 @@ class SequenceClassifier(nn.Module):
     Raises:
         ValueError: for an unknown kind, init or nonlinearity, a setting that does not apply to
             the kind, or non-positive sizes.
+        TypeError: for a size that is not an integer (a bool is not one).
     """
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, classes: int, *,
@@ -190,10 +192,9 @@ class SequenceClassifier(nn.Module):
                  seed: int = 0) -> None:
         super().__init__()
         _check_kind(kind)
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("classes", classes)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        input_size = check_positive_int("input_size", input_size)
+        hidden_size = check_positive_int("hidden_size", hidden_size)
+        classes = check_positive_int("classes", classes)
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"unknown nonlinearity {nonlinearity!r}; valid choices are "
                              f"{', '.join(NONLINEARITIES)}")

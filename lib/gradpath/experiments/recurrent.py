@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradpath._checks import check_positive_int
 from gradpath.activations import get_activation
 from gradpath.data import Dataset
 from gradpath.numerics import tensor_norms
@@ -95,10 +96,9 @@ class VanillaRNN(nn.Module):
                  recurrent_init: str = "orthogonal", input_scale: float = 1.0,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("output_size", output_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        input_size = check_positive_int("input_size", input_size)
+        hidden_size = check_positive_int("hidden_size", hidden_size)
+        output_size = check_positive_int("output_size", output_size)
         if activation not in RNN_ACTIVATIONS:
             raise ValueError(f"unknown recurrent activation {activation!r}; valid choices are "
                              f"{', '.join(RNN_ACTIVATIONS)}")
