@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.func import grad, jvp, vmap
@@ -194,7 +195,8 @@ class _ZeroOperandCounter(TorchDispatchMode):
         super().__init__()
         self.flops = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),  # noqa: ANN204
+                           kwargs: Any = None) -> Any:
         aten = torch.ops.aten
         if func in (aten.mm.default, aten.bmm.default, aten.addmm.default):
             a, b = (args[1], args[2]) if func is aten.addmm.default else (args[0], args[1])
@@ -347,18 +349,33 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
         g_fwd, g_bat, g_rev = grads[k]
         scale = float(g_rev.abs().max())
         diff = max(float((g - g_rev).abs().max()) for g in (g_fwd, g_bat))
+        tangent = torch.ones_like(theta)
+
+        def evaluate(fn: LossFn = fn,
+                     theta: torch.Tensor = theta) -> object:
+            return fn(theta)
+
+        def one_jvp(fn: LossFn = fn, theta: torch.Tensor = theta,
+                    tangent: torch.Tensor = tangent) -> object:
+            return jvp(fn, (theta,), (tangent,))
+
+        def batched(fn: LossFn = fn,
+                    theta: torch.Tensor = theta) -> object:
+            return batched_forward_gradient(fn, theta)
+
+        def reverse(fn: LossFn = fn,
+                    theta: torch.Tensor = theta) -> object:
+            return reverse_mode_gradient(fn, theta)
+
         rows.append(GradientCost(
             params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
             reverse_passes=rev_loss.calls // (_CHEAP_RUNS * repeats), forward_seconds=best[k][0],
             batched_seconds=best[k][1], reverse_seconds=best[k][2],
-            loss_flops=matmul_flops(lambda fn=fn, theta=theta: fn(theta)),
-            forward_flops=fwd_loss.calls // repeats * matmul_flops(
-                lambda fn=fn, theta=theta: jvp(fn, (theta,), (torch.ones_like(theta),))),
-            forward_zero_flops=fwd_loss.calls // repeats * zero_operand_flops(
-                lambda fn=fn, theta=theta: jvp(fn, (theta,), (torch.ones_like(theta),))),
-            batched_flops=matmul_flops(
-                lambda fn=fn, theta=theta: batched_forward_gradient(fn, theta)),
-            reverse_flops=matmul_flops(lambda fn=fn, theta=theta: reverse_mode_gradient(fn, theta)),
+            loss_flops=matmul_flops(evaluate),
+            forward_flops=fwd_loss.calls // repeats * matmul_flops(one_jvp),
+            forward_zero_flops=fwd_loss.calls // repeats * zero_operand_flops(one_jvp),
+            batched_flops=matmul_flops(batched),
+            reverse_flops=matmul_flops(reverse),
             max_difference=diff / (scale if scale > 0 else 1.0)))
     return rows
 
