@@ -154,14 +154,15 @@ CHAPTERS: dict[str, str] = {
                   "(chapters/05-activation-functions)",
     "saturation": "Gradient Flow, chapter 5: Activation functions "
                   "(chapters/05-activation-functions)",
-    "update_ratio": "Gradient Flow, chapter 4: Gradient clipping, on the length of an update "
-                    "(chapters/04-gradient-clipping)",
+    "update_ratio": "Gradient Flow, chapter 12: Capstone, section 5, the update-to-data ratio "
+                    "(chapters/12-capstone)",
     "clipping": "Gradient Flow, chapter 4: Gradient clipping (chapters/04-gradient-clipping)",
-    "loss_scale": "Gradient Flow, chapter 4: Gradient clipping, on loss scaling with a "
-                  "GradScaler (chapters/04-gradient-clipping)",
+    "loss_scale": "Gradient Flow, chapter 11: Mixed precision and loss scaling "
+                  "(chapters/11-mixed-precision)",
 }
-"""The course page that explains each kind (chapters 11, mixed precision, and 12, the capstone,
-will take over ``loss_scale`` and ``update_ratio`` when they exist)."""
+"""The course page that explains each kind: the one that teaches its fix (chapter 12 reads the
+update-to-data ratio as the doctor does and raises a learning rate on its advice; chapter 11
+teaches loss scaling with a GradScaler)."""
 
 _RELU_LIKE = (nn.ReLU, nn.ReLU6)
 _SATURATING = (nn.Sigmoid, nn.Tanh)
