@@ -567,42 +567,13 @@ def test_findings_come_in_the_order_of_kinds() -> None:
                      "update_ratio", "loss_scale", "clipping")
 
 
-def test_each_kind_points_at_the_chapter_that_teaches_its_fix() -> None:
-    from pathlib import Path
-    import json
-    import re
-
-    root = Path(__file__).resolve().parents[1]
-    expected = {"vanishing": "02-vanishing-gradients", "exploding": "03-exploding-gradients",
-                "nonfinite": "03-exploding-gradients", "dead_units": "05-activation-functions",
-                "saturation": "05-activation-functions", "update_ratio": "12-capstone",
-                "clipping": "04-gradient-clipping", "loss_scale": "11-mixed-precision"}
+def test_each_kind_points_at_its_chapter() -> None:
+    # (tests/test_doctor_chapters.py checks that each page exists and teaches the fix)
     assert set(CHAPTERS) == set(KINDS)
-    for kind, slug in expected.items():
-        match = re.fullmatch(r"Gradient Flow, chapter (\d+): (.+) \(chapters/([\w-]+)\)",
-                             CHAPTERS[kind])
-        assert match, CHAPTERS[kind]
-        assert match[3] == slug and int(slug[:2]) == int(match[1])
-        notebook = json.loads((root / "chapters" / f"{slug}.ipynb").read_text())
-        text = "\n".join("".join(c["source"]) for c in notebook["cells"]
-                         if c["cell_type"] == "markdown").lower()
-        title = match[2].split(",")[0].lower()
-        assert f"# chapter {int(slug[:2])} — {title}" in text, (kind, title)
-    # the fix each points to is taught there: loss scaling with a GradScaler, the update ratio
-    assert "## 3. loss scaling" in _markdown(root, "11-mixed-precision")
-    assert "gradscaler" in _markdown(root, "11-mixed-precision")
-    capstone = _markdown(root, "12-capstone")
-    assert "## 5. how to look" in capstone and "update-to-data ratio" in capstone
-    assert "raise the learning rate" in capstone
-
-
-def _markdown(root: object, slug: str) -> str:
-    import json
-    from pathlib import Path
-
-    notebook = json.loads((Path(str(root)) / "chapters" / f"{slug}.ipynb").read_text())
-    return "\n".join("".join(c["source"]) for c in notebook["cells"]
-                     if c["cell_type"] == "markdown").lower()
+    assert CHAPTERS["update_ratio"] == UPDATE_CHAPTER
+    assert CHAPTERS["loss_scale"] == LOSS_SCALE_CHAPTER
+    assert CHAPTERS["clipping"] == ("Gradient Flow, chapter 4: Gradient clipping "
+                                    "(chapters/04-gradient-clipping)")
 
 
 def test_a_finding_prints_its_place_step_and_wrapped_lines() -> None:
