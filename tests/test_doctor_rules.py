@@ -499,7 +499,8 @@ def test_a_gradscaler_skipping_more_than_half_the_steps() -> None:
 def test_both_loss_scale_findings_at_once() -> None:
     zeros = np.full((8, 2), 0.9)
     scale = np.full(8, 0.5)
-    report = _report(("a", "b"), zero_fraction=zeros, loss_scale=scale, skipped_steps=[1, 2, 3, 4, 5])
+    report = _report(("a", "b"), zero_fraction=zeros, loss_scale=scale,
+                     skipped_steps=[1, 2, 3, 4, 5])
     findings = apply_rules(report, fp16=True, has_scaler=True)
     assert [(f.kind, f.where) for f in findings] == [("loss_scale", "a"), ("loss_scale", "")]
 
