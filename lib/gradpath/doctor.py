@@ -1017,6 +1017,9 @@ class Doctor:
         step = self._step
         sampled = self._sampling
         self._update_pending = False
+        # float16 gradients turn on the underflow measurement on both paths (before the sample)
+        if not self._fp16 and any(g.dtype == torch.float16 for g in grads):
+            self._fp16 = True
         if self._on_cpu:
             # The common case, kept lean: on the CPU reading a value costs no synchronization.
             if sampled:
@@ -1052,8 +1055,6 @@ class Doctor:
             if self.scaler is not None:
                 parts.append(self._scale_tensor(device))
             packed = torch.cat(parts)
-        if not self._fp16 and any(g.dtype == torch.float16 for g in grads):
-            self._fp16 = True
         self._pending_steps.append((step, present, exact, host))
         self._pending.append((step, "step", packed))
         if sampled:
