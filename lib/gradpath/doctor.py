@@ -1190,7 +1190,10 @@ class Doctor:
                 n = len(present)
                 loss, scale = host if host is not None else (
                     float(value[n]), float(value[n + 1]) if self.scaler is not None else math.nan)
-                self._record_step(step, present, exact, value[:n], loss, scale, scaled, grads_now)
+                # Only the current step can be re-run (its calls are the ones kept): an earlier
+                # step of a sync_every batch is located from its gradient norms.
+                self._record_step(step, present, exact, value[:n], loss, scale, scaled,
+                                  grads_now if step == self._step else None)
             else:
                 self._record_sample_value(step, key, value)
 
