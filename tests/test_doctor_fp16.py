@@ -1,8 +1,5 @@
 """float16 gradients alone turn on the doctor's underflow check, on the CPU path as on the device
 path (a bug found while mutation-testing the doctor: the CPU path looked only at activations).
-
-Kept out of the doctor's mutation-test list until the next full staging: the staged mutants of
-``Doctor.step`` predate the fix.
 """
 
 from __future__ import annotations
