@@ -63,3 +63,17 @@ def test_generator_makes_models_reproducible():
                     generator=torch.Generator().manual_seed(1)) for _ in range(2))
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_a_group_norm_block_has_the_documented_eight_groups_of_its_width():
+    # make_norm's default is groups=8 over the block's width: 8 groups of 4 channels for width 32,
+    # each group normalized on its own (weight 1 and bias 0 as built).
+    model = DeepMLP(in_features=4, width=32, depth=3, out_features=2, activation="relu",
+                    norm="group")
+    norms = [m for m in model.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 2 and all((m.num_groups, m.num_channels) == (8, 32) for m in norms)
+    x = torch.arange(32.0).reshape(1, 32) ** 2
+    groups = x.reshape(8, 4)
+    centred = groups - groups.mean(1, keepdim=True)
+    expected = centred / torch.sqrt(centred.pow(2).mean(1, keepdim=True) + norms[0].eps)
+    torch.testing.assert_close(norms[0](x), expected.reshape(1, 32))

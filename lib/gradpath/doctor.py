@@ -153,14 +153,15 @@ CHAPTERS: dict[str, str] = {
                   "(chapters/05-activation-functions)",
     "saturation": "Gradient Flow, chapter 5: Activation functions "
                   "(chapters/05-activation-functions)",
-    "update_ratio": "Gradient Flow, chapter 4: Gradient clipping, on the length of an update "
-                    "(chapters/04-gradient-clipping)",
+    "update_ratio": "Gradient Flow, chapter 12: Capstone, section 5, the update-to-data ratio "
+                    "(chapters/12-capstone)",
     "clipping": "Gradient Flow, chapter 4: Gradient clipping (chapters/04-gradient-clipping)",
-    "loss_scale": "Gradient Flow, chapter 4: Gradient clipping, on loss scaling with a "
-                  "GradScaler (chapters/04-gradient-clipping)",
+    "loss_scale": "Gradient Flow, chapter 11: Mixed precision and loss scaling "
+                  "(chapters/11-mixed-precision)",
 }
-"""The course page that explains each kind (chapters 11, mixed precision, and 12, the capstone,
-will take over ``loss_scale`` and ``update_ratio`` when they exist)."""
+"""The course page that explains each kind: the one that teaches its fix (chapter 12 reads the
+update-to-data ratio as the doctor does and raises a learning rate on its advice; chapter 11
+teaches loss scaling with a GradScaler)."""
 
 _RELU_LIKE = (nn.ReLU, nn.ReLU6)
 _SATURATING = (nn.Sigmoid, nn.Tanh)
@@ -991,6 +992,9 @@ class Doctor:
         step = self._step
         sampled = self._sampling
         self._update_pending = False
+        # float16 gradients turn on the underflow measurement on both paths (before the sample)
+        if not self._fp16 and any(g.dtype == torch.float16 for g in grads):
+            self._fp16 = True
         if self._on_cpu:
             # The common case, kept lean: on the CPU reading a value costs no synchronization.
             if sampled:
@@ -1026,8 +1030,6 @@ class Doctor:
             if self.scaler is not None:
                 parts.append(self._scale_tensor(device))
             packed = torch.cat(parts)
-        if not self._fp16 and any(g.dtype == torch.float16 for g in grads):
-            self._fp16 = True
         self._pending_steps.append((step, present, exact, host))
         self._pending.append((step, "step", packed))
         if sampled:
@@ -1163,7 +1165,10 @@ class Doctor:
                 n = len(present)
                 loss, scale = host if host is not None else (
                     float(value[n]), float(value[n + 1]) if self.scaler is not None else math.nan)
-                self._record_step(step, present, exact, value[:n], loss, scale, scaled, grads_now)
+                # Only the current step can be re-run (its calls are the ones kept): an earlier
+                # step of a sync_every batch is located from its gradient norms.
+                self._record_step(step, present, exact, value[:n], loss, scale, scaled,
+                                  grads_now if step == self._step else None)
             else:
                 self._record_sample_value(step, key, value)
 

@@ -13,6 +13,12 @@ equivalent (no test can tell them from the original) are explained in tests/muta
     python tests/mutation/run.py --report        # only print the scores of earlier runs
     python tests/mutation/run.py --survivors diagnosis   # each survivor's diff
     python tests/mutation/run.py --rerun init    # only the survivors, against today's tests
+    python tests/mutation/run.py --sample 300 doctor   # a seeded random sample of the mutants
+
+A module too large to run whole in the time at hand (the doctor: 3,372 mutants) can be measured
+on a seeded random sample of its mutants (``--sample N [--seed S]``, after a first ``run`` made
+the mutants): the report then gives the sample's share with a 95% (Wilson) interval, which
+estimates the whole module's score.
 
 Not part of ``make test`` or CI: a module takes minutes to an hour on a busy 2-core machine.
 """
@@ -21,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -86,13 +94,8 @@ def run_module(conf: dict, module: str, jobs: int) -> int:
     return code
 
 
-def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
-    """Run the survivors of an earlier run again against the current tests (no restaging of the
-    mutants: the library is unchanged, only tests were added)."""
-    c = counts(module)
-    if c is None:
-        print(f"{module}: no earlier run; run it first")
-        return 1
+def _refresh_tests(conf: dict, module: str) -> None:
+    """Copy today's tests and test list into an earlier staging (the mutants are kept)."""
     work = WORK / module
     for target in (work / "tests", work / "mutants" / "tests"):
         shutil.rmtree(target, ignore_errors=True)
@@ -100,17 +103,17 @@ def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "mutation"))
     (work / "pyproject.toml").write_text(mutmut_table(conf, module))
     shutil.copy(work / "pyproject.toml", work / "mutants" / "pyproject.toml")
-    names = c["survived"] + c["not run"]
-    print(f"== {module}: {len(names)} survivors again", flush=True)
-    if not names:
-        return 0
+
+
+def _run_names(module: str, jobs: int, names: list[str]) -> int:
+    """Run the named mutants against the staged tests, keeping every other earlier verdict."""
     meta = _meta(module)
     before = json.loads(meta.read_text())["exit_code_by_key"]
     mutmut = Path(sys.executable).with_name("mutmut")
-    code = subprocess.call([str(mutmut), "run", "--max-children", str(jobs), *names], cwd=work,
-                           env=_env())
+    code = subprocess.call([str(mutmut), "run", "--max-children", str(jobs), *names],
+                           cwd=WORK / module, env=_env())
     # a changed test selection makes mutmut forget every verdict; keep the earlier ones of the
-    # mutants not run again (they were caught, and tests were only added since)
+    # mutants not run again (tests were only added since)
     data = json.loads(meta.read_text())
     rerun = set(names)
     for name, old in before.items():
@@ -118,6 +121,63 @@ def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
             data["exit_code_by_key"][name] = old
     meta.write_text(json.dumps(data))
     return code
+
+
+def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
+    """Run the survivors of an earlier run again against the current tests (no restaging of the
+    mutants: the library is unchanged, only tests were added)."""
+    c = counts(module)
+    if c is None:
+        print(f"{module}: no earlier run; run it first")
+        return 1
+    _refresh_tests(conf, module)
+    names = c["survived"] + c["not run"]
+    print(f"== {module}: {len(names)} survivors again", flush=True)
+    if not names:
+        return 0
+    return _run_names(module, jobs, names)
+
+
+def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int) -> int:
+    """Run a seeded random sample of ``size`` of the module's mutants against today's tests;
+    the names are kept in ``sample.json`` for the report."""
+    meta = _meta(module)
+    if not meta.exists():
+        print(f"{module}: no mutants yet; run it first (a run can be stopped once they exist)")
+        return 1
+    _refresh_tests(conf, module)
+    names = sorted(json.loads(meta.read_text())["exit_code_by_key"])
+    chosen = sorted(random.Random(seed).sample(names, min(size, len(names))))
+    (WORK / module / "sample.json").write_text(json.dumps({"seed": seed, "names": chosen}))
+    print(f"== {module}: a sample of {len(chosen)} of {len(names)} mutants (seed {seed})",
+          flush=True)
+    return _run_names(module, jobs, chosen)
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a share k/n."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def sample_report(module: str) -> None:
+    path = WORK / module / "sample.json"
+    c = counts(module)
+    if not path.exists() or c is None:
+        return
+    sample = json.loads(path.read_text())
+    names = set(sample["names"])
+    caught = sum(1 for n in c["killed"] + c["timeout"] if n in names)
+    checked = caught + sum(1 for n in c["survived"] if n in names)
+    unrun = len(names) - checked
+    low, high = _wilson(caught, checked)
+    print(f"{module:<12}sample of {len(names)} (seed {sample['seed']}): {caught} of {checked} run "
+          f"caught = {caught / checked if checked else math.nan:.1%} (95% interval {low:.1%} to "
+          f"{high:.1%}); {unrun} not run")
 
 
 def _meta(module: str) -> Path:
@@ -155,6 +215,7 @@ def report(modules: list[str]) -> None:
         share = killed / total if total else float("nan")
         print(f"{module:<12}{killed:>8}{total:>8}{share:>9.1%}  {len(c['survived']):>8}"
               f"  {len(c['timeout']):>7}  {len(c['not run']):>7}")
+        sample_report(module)
 
 
 def survivors(module: str) -> None:
@@ -165,10 +226,14 @@ def survivors(module: str) -> None:
         return
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
+    sample_path = WORK / module / "sample.json"
+    sample = set(json.loads(sample_path.read_text())["names"]) if sample_path.exists() else None
     os.chdir(WORK / module)
     path = Path("src") / "gradpath" / f"{module}.py"
     for status in ("survived", "not run"):
         for name in c[status]:
+            if sample is not None and name not in sample:
+                continue
             print(f"# {name}: {status}")
             try:
                 print(get_diff_for_mutant(name, path=path))
@@ -185,6 +250,9 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true",
                         help="run only the earlier survivors again, against the current tests")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
+    parser.add_argument("--sample", type=int, default=0, metavar="N",
+                        help="run a seeded random sample of N mutants against the current tests")
+    parser.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in conf["tests"]]
     if unknown:
@@ -193,7 +261,10 @@ def main() -> None:
         for module in args.modules:
             survivors(module)
         return
-    if args.rerun:
+    if args.sample:
+        for module in args.modules:
+            run_sample(conf, module, args.jobs, args.sample, args.seed)
+    elif args.rerun:
         for module in args.modules:
             rerun_survivors(conf, module, args.jobs)
     elif not args.report:

@@ -1,0 +1,42 @@
+"""float16 gradients alone turn on the doctor's underflow check, on the CPU path as on the device
+path (a bug found while mutation-testing the doctor: the CPU path looked only at activations).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gradpath.doctor import Doctor
+from torch import nn
+
+
+class _HalfWeight(nn.Module):
+    """A float16 weight matrix whose module returns float32: no hook sees a float16 output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter((0.3 * torch.randn(8, 4, generator=g)).half())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.half() @ self.weight).float()
+
+
+@pytest.mark.parametrize("on_cpu", [True, False], ids=["cpu path", "device path"])
+def test_float16_gradients_that_underflow_are_found_on_both_paths(on_cpu: bool) -> None:
+    model = _HalfWeight()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+    with Doctor(model, opt, sample_every=1) as doctor:
+        doctor._on_cpu = on_cpu
+        for _ in range(3):
+            opt.zero_grad()
+            loss = model(x).sum() * 1e-9          # every gradient entry is below 6e-8
+            loss.backward()
+            doctor.step(loss)
+            opt.step()
+        report = doctor.report()
+    assert report.zero_fraction[:, 0].tolist() == [1.0, 1.0, 1.0]
+    [finding] = report.by_kind("loss_scale")
+    assert finding.where == "" and "100% of the gradient entries of (model)" in finding.evidence
+    assert "without a GradScaler" in finding.evidence
