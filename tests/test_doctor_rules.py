@@ -518,8 +518,9 @@ def test_clipping_most_sampled_steps_and_the_90th_percentile() -> None:
         "clipping", "",
         "5 of 8 sampled steps were clipped (to about 0.25); the 90th percentile of the unclipped "
         "global norm is 7.3; rule: more than 50% clipped",
-        "clipping this often means the learning rate is too high: lower it, or raise the "
-        "threshold to near the 90th percentile of observed norms (7.3)",
+        "the threshold is below this model's ordinary gradient norm: raise it to near the 90th "
+        "percentile of observed norms (7.3); under SGD a learning rate that is too high can also "
+        "cause this",
         "Gradient Flow, chapter 4: Gradient clipping (chapters/04-gradient-clipping)", None)
 
 

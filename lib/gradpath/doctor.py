@@ -680,8 +680,9 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
                 f"{len(clipped)} of {len(sampled)} sampled steps were clipped (to about "
                 f"{threshold:.3g}); the 90th percentile of the unclipped global norm is {p90:.3g};"
                 f" rule: more than {CLIPPED_LIMIT:.0%} clipped"),
-                f"clipping this often means the learning rate is too high: lower it, or raise "
-                f"the threshold to near the 90th percentile of observed norms ({p90:.3g})")
+                f"the threshold is below this model's ordinary gradient norm: raise it to near "
+                f"the 90th percentile of observed norms ({p90:.3g}); under SGD a learning rate "
+                f"that is too high can also cause this")
     rank = {k: i for i, k in enumerate(KINDS)}
     return sorted(found, key=lambda f: rank[f.kind])
 

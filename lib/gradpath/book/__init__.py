@@ -11,4 +11,7 @@
   is built from those outputs
 - :mod:`~gradpath.book.learning`    saved quiz progress, course-wide score, compute badges
 - :mod:`~gradpath.book.cards`       flashcard decks (jupytercards) without a CDN
+- :mod:`~gradpath.book.mathrender`  the prose's math typeset once at build time (MathJax in Node)
+- :mod:`~gradpath.book.doctor_bench` ``make bench``: the gradient doctor's overhead
+- :mod:`~gradpath.book.sitebench`   ``make site-bench``: page weight and Lighthouse scores
 """

@@ -17,4 +17,6 @@ checked by import-linter (``make lint``, and ``tests/test_layers.py``).
 - :mod:`~gradpath.experiments.gated`           chapter 9: RNN, LSTM and GRU cells written out
 - :mod:`~gradpath.experiments.transformers`    chapter 10: blocks written out, pre/post-LN, warm-up
 - :mod:`~gradpath.experiments.mixed_precision` chapter 11: loss-scaled runs, checkpointing, ZeRO
+- :mod:`~gradpath.experiments.capstone`        chapter 12: optimizers written out, the recipe ladder
+- :mod:`~gradpath.experiments.history`         history page: forward- against reverse-mode cost
 """

@@ -769,9 +769,10 @@ DECISION_GUIDE: dict[str, tuple[str, str, str, str]] = {
         "11"),
     "clipping": (
         "the global norm is clipped on most steps",
-        "the threshold is below typical norms, or the learning rate is too high",
-        "lower the learning rate, or set the threshold near the 90th percentile of observed "
-        "norms",
+        "the threshold is below this model's ordinary gradient norm; under SGD, also a learning "
+        "rate that is too high",
+        "raise the threshold to near the 90th percentile of observed norms; under SGD, check "
+        "the learning rate",
         "4, 12"),
 }
 """Per finding kind of the gradient doctor (:data:`gradpath.doctor.KINDS`): the symptom, the
