@@ -35,7 +35,7 @@ book: $(STAMP)
 ## the notebooks in $(WORKERS) processes; each phase prints its seconds.
 test: browser axe unit notebooks
 	$(TIMED) $(BIN)/jupyter-book build . -W -n --keep-going
-	$(TIMED) $(BIN)/python -m pytest tests -m browser -n $(WORKERS) --dist loadgroup
+	$(TIMED) $(BIN)/python -m pytest tests -m browser -n $(WORKERS) --dist loadscope
 
 ## unit: the tests that need no built site (library, notebooks' conventions, quizzes, seed map)
 unit: $(STAMP)
@@ -48,7 +48,7 @@ notebooks: $(STAMP)
 
 ## site-tests: the browser tests of an already built site (make book first)
 site-tests: browser axe
-	$(TIMED) $(BIN)/python -m pytest tests -m browser -n $(WORKERS) --dist loadgroup
+	$(TIMED) $(BIN)/python -m pytest tests -m browser -n $(WORKERS) --dist loadscope
 
 ## browser: Debian's chromium for the built-site tests (installed with apt when missing)
 browser:

@@ -17,7 +17,8 @@ render-blocking but style sheets.
 Each page is opened once per configuration it is checked in (desktop light, desktop dark, 390 px,
 390 px with touch, a tall desktop window), every check of that configuration runs on that one
 load in a fixed order (see ``_STEPS``), and each test reports one check's outcome. Run with
-``pytest -n 2 --dist loadgroup`` (``make test`` does): every test of one load goes to one worker.
+``pytest -n 2 --dist loadscope`` (``make test`` does): every test of one page goes to one worker
+(tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -183,9 +184,10 @@ def visit(server, browser):
 
 
 def _on(config: str, paths: list[str]) -> list:
-    """Parameters for the tests of ``paths`` in ``config``, grouped so that pytest-xdist
-    (``--dist loadgroup``) sends every test of one load to the same worker."""
-    return [pytest.param(p, id=p, marks=pytest.mark.xdist_group(f"{config}:{p}")) for p in paths]
+    """Parameters for the tests of ``paths`` in ``config``: the page is the test's id, which
+    ``pytest -n 2 --dist loadscope`` uses (tests/conftest.py) to keep every test of one page
+    on one worker, so that each load happens once."""
+    return [pytest.param(p, id=p) for p in paths]
 
 
 def _assert_loaded(page, path: str) -> None:
