@@ -7,6 +7,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPOSITORY := $(shell sed -n 's/^  url: //p' _config.yml)
+# pytest-xdist workers for the unit and browser tests, and notebook processes for nbmake
+WORKERS ?= 2
+# run a command and then print its seconds ("== 93 s: <command>"), keeping its exit status
+TIMED = bash -c 'start=$$(date +%s); "$$@"; code=$$?; \
+	echo "== $$(( $$(date +%s) - start )) s: $$*" >&2; exit $$code' timed
 
 .PHONY: setup book test unit notebooks site-tests axe math-tools site-tools site-bench browser bench serve \
 	lint launched \
@@ -17,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(TIMED) $(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
 ## book: build the site into _build/html (executes every chapter; any warning or failing cell fails)
@@ -26,23 +31,25 @@ book: $(STAMP) math-tools
 
 ## test: everything, executing each chapter once: unit tests; the chapters under nbmake, whose
 ## outputs go into the book's execution cache; the book built from that cache (it executes no
-## chapter again); the browser tests of the built site
+## chapter again); the browser tests of the built site (each page opened once per colour scheme
+## and width it is checked in). Unit and browser tests run in $(WORKERS) pytest-xdist workers and
+## the notebooks in $(WORKERS) processes; each phase prints its seconds.
 test: browser axe math-tools unit notebooks
-	$(BIN)/jupyter-book build . -W -n --keep-going
-	$(BIN)/python -m pytest tests -m browser
+	$(TIMED) $(BIN)/jupyter-book build . -W -n --keep-going
+	$(TIMED) $(BIN)/python -m pytest tests -m browser -n $(WORKERS) --dist loadscope
 
 ## unit: the tests that need no built site (library, notebooks' conventions, quizzes, seed map)
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not browser"
+	$(TIMED) $(BIN)/python -m pytest tests -m "not browser" -n $(WORKERS)
 
 ## notebooks: execute every chapter once under nbmake (on copies; chapters/ keeps no outputs)
 ## and keep the outputs in _build/.jupyter_cache for the next book build
 notebooks: $(STAMP)
-	$(BIN)/python -m gradpath.book.executed chapters/[0-9][0-9]-*.ipynb
+	$(TIMED) $(BIN)/python -m gradpath.book.executed --workers $(WORKERS) chapters/[0-9][0-9]-*.ipynb
 
 ## site-tests: the browser tests of an already built site (make book first)
 site-tests: browser axe
-	$(BIN)/python -m pytest tests -m browser
+	$(TIMED) $(BIN)/python -m pytest tests -m browser -n $(WORKERS) --dist loadscope
 
 ## browser: Debian's chromium for the built-site tests (installed with apt when missing)
 browser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -27,3 +28,25 @@ def _seeded() -> None:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n 2 --dist loadscope``: every test of one built page goes to the same worker.
+
+    The browser tests (tests/test_site.py) open each page once per configuration and report
+    each check as its own test, so all the tests of one page must share a worker (or the page
+    is opened in both). The scope of a test is the page in its parameter id
+    (``test_x[chapters/01-chain-rule.html]`` -> ``chapters/01-chain-rule.html``); a test without
+    a page is its own scope. (pytest-xdist's ``loadgroup`` would do this with marks, but with
+    pytest 9 it does not group at all.) Other ``--dist`` modes are left to pytest-xdist.
+    """
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PageScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            page = re.search(r"\[([^\]]*\.html)\]$", nodeid)
+            return page.group(1) if page else nodeid
+
+    return PageScheduling(config, log)

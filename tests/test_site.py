@@ -13,6 +13,12 @@ display math that scrolls instead of being cut off; figures with real alt text, 
 wide enough to read; "Live code" that explains itself offline; no serious or critical axe-core
 violations in light or dark mode; and a median chapter of at most 1.5 MB compressed with nothing
 render-blocking but style sheets.
+
+Each page is opened once per configuration it is checked in (desktop light, desktop dark, 390 px,
+390 px with touch, a tall desktop window), every check of that configuration runs on that one
+load in a fixed order (see ``_STEPS``), and each test reports one check's outcome. Run with
+``pytest -n 2 --dist loadscope`` (``make test`` does): every test of one page goes to one worker
+(tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -39,7 +45,28 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
 
-# ----------------------------------------------------------------------------- fixtures
+
+# ----------------------------------------------------------------------------- one load per page
+#
+# Each page is opened ONCE per configuration it is checked in (a fresh browser context: its own
+# localStorage and cache), and every check of that configuration runs on that one load, in the
+# order of `_STEPS` below: the checks that need the page as it loads come first (nothing
+# requested plotly yet; math, names, layout and axe on the untouched page), the ones that move
+# things come last (sliders, then quiz answers), and the page's cleanliness (no request to
+# another host, no console error, no failed response, whatever the checks did) is judged after
+# all of them. Each outcome is recorded, and each test below reports one check's outcome, plus
+# the load's cleanliness, as every test did when each had its own load.
+# Configurations: desktop (1280x900, light), dark (1280x900, dark), phone (390 px),
+# touch (390 px, mobile with touch), tall (1280x1600).
+
+CONFIGS = {
+    "desktop": {"viewport": DESKTOP, "color_scheme": "light"},
+    "dark": {"viewport": DESKTOP, "color_scheme": "dark"},
+    "phone": {"viewport": PHONE},
+    "touch": {"viewport": PHONE, "is_mobile": True, "has_touch": True},
+    "tall": {"viewport": {"width": 1280, "height": 1600}},
+}
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
@@ -61,57 +88,106 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page_on(server, browser):
-    """Open a page with other hosts blocked; record console errors, failed responses and
-    foreign requests. Keyword arguments go to ``browser.new_context`` (viewport, color_scheme).
+class Visit:
+    """One load of ``path`` in one configuration, and the outcome of every check run on it:
+    ``None`` (passed) or the exception the check raised (a failed assert, a timeout, a skip)."""
 
-    Every page opened is checked twice: when it opens, that it loaded its content (its title
-    heading and the text of its article), and after the test, that it made no request to
-    another host, logged no console error and had no failed response, whatever the test did
-    with it."""
-    opened = []
+    def __init__(self, path: str, config: str) -> None:
+        self.path, self.config = path, config
+        self.outcomes: dict[str, BaseException | None] = {}
+        self.plotly_at_load: bool | None = None
 
-    def open_page(path: str, **context_args):
-        context = browser.new_context(**({"viewport": DESKTOP} | context_args))
-        page = context.new_page()
-        page.foreign_requests = []
-        page.errors = []
-        page.failed = []
-        page.requested = []
-        page.path = path
+    def report(self, check: str) -> None:
+        """Fail (or skip) as ``check`` did on this load; then fail if the load was not clean."""
+        assert check in self.outcomes, f"{check!r} is not checked on {self.path} ({self.config})"
+        outcome = self.outcomes[check]
+        if outcome is not None:
+            raise outcome
+        clean = self.outcomes.get("clean")
+        if clean is not None and check != "clean":
+            raise AssertionError(f"{self.path} ({self.config}) was not clean after its checks: "
+                                 f"{clean}") from clean
 
-        def route(r):
-            host = urlparse(r.request.url).hostname
-            if r.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
-                page.requested.append(r.request.url)
-                r.continue_()
-            else:
-                page.foreign_requests.append(r.request.url)
-                r.abort()
 
-        page.route("**/*", route)
-        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.on("response", lambda r: r.status >= 400 and page.failed.append(
-            f"{r.status} {r.url}"))
+def _open(browser, server: str, path: str, config: str):
+    """Open ``path`` with other hosts blocked; record console errors, failed responses,
+    foreign requests and every local request. Checks that it loaded its content."""
+    context = browser.new_context(**CONFIGS[config])
+    page = context.new_page()
+    page.foreign_requests = []
+    page.errors = []
+    page.failed = []
+    page.requested = []
+    page.path = path
+
+    def route(r):
+        host = urlparse(r.request.url).hostname
+        if r.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+            page.requested.append(r.request.url)
+            r.continue_()
+        else:
+            page.foreign_requests.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("response", lambda r: r.status >= 400 and page.failed.append(f"{r.status} {r.url}"))
+    try:
         response = page.goto(f"{server}/{path}", wait_until="load")
-        opened.append((context, page))
         assert response is not None and response.ok, f"{path}: {response and response.status}"
         _assert_loaded(page, path)
-        return page
-
-    yield open_page
-    problems = []
-    for context, page in opened:
-        page.wait_for_timeout(200)     # let the last actions' requests and errors arrive
-        for what, found in (("requests to other hosts", page.foreign_requests),
-                            ("console errors", page.errors),
-                            ("failed responses", page.failed)):
-            if found:
-                problems.append(f"{page.path}: {what}: {found[:5]}")
+    except BaseException:
         context.close()
-    assert not problems, "\n".join(problems)
+        raise
+    return context, page
+
+
+def _run(visit: Visit, browser, server: str) -> Visit:
+    steps = [(name, check) for name, check, applies in _STEPS[visit.config]
+             if applies(visit.path)]
+    try:
+        context, page = _open(browser, server, visit.path, visit.config)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:   # the page did not load: every check of this load fails so
+        for name, _ in steps:
+            visit.outcomes[name] = e
+        visit.outcomes["clean"] = e
+        return visit
+    try:
+        for name, check in steps:
+            try:
+                check(page, visit)
+                visit.outcomes[name] = None
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:
+                visit.outcomes[name] = e
+    finally:
+        context.close()
+    return visit
+
+
+@pytest.fixture(scope="module")
+def visit(server, browser):
+    """``visit(path, config)``: the page's one load in that configuration, with its checks run
+    (the first test that asks runs them; later tests read the recorded outcomes)."""
+    done: dict[tuple[str, str], Visit] = {}
+
+    def get(path: str, config: str) -> Visit:
+        if (path, config) not in done:
+            done[path, config] = _run(Visit(path, config), browser, server)
+        return done[path, config]
+
+    return get
+
+
+def _on(config: str, paths: list[str]) -> list:
+    """Parameters for the tests of ``paths`` in ``config``: the page is the test's id, which
+    ``pytest -n 2 --dist loadscope`` uses (tests/conftest.py) to keep every test of one page
+    on one worker, so that each load happens once."""
+    return [pytest.param(p, id=p) for p in paths]
 
 
 def _assert_loaded(page, path: str) -> None:
@@ -206,18 +282,23 @@ def test_nothing_but_style_sheets_blocks_the_first_paint(path):
     assert "plotly" not in head and "fontawesome/6.5.2/js" not in head
 
 
-# ----------------------------------------------------------------------------- every page
 
-@pytest.mark.parametrize("path", PAGES)
-def test_page_is_offline_clean_and_typesets_math(page_on, path):
-    page = page_on(path)
+# ----------------------------------------------------------------------------- the checks
+# Each takes the open page (and its Visit, for what an earlier step recorded) and asserts.
+
+def _check_plotly_not_at_load(page, visit: Visit) -> None:
+    """Record whether plotly was requested before the reader reached a figure (asserted by
+    ``_check_plotly_lazy`` once the figure is drawn)."""
+    page.wait_for_timeout(500)
+    visit.plotly_at_load = any(site.PLOTLY_JS in u for u in page.requested)
+
+
+def check_math_is_typeset(page, visit: Visit | None = None) -> None:
+    """The page's math is typeset by the local MathJax and no TeX is left in its prose."""
     page.wait_for_function("() => document.querySelectorAll('mjx-container').length > 0",
                            timeout=20_000)
     _math_ready(page)
     page.wait_for_timeout(1500)  # let late scripts (quizzes typeset after MathJax) run
-    assert page.foreign_requests == [], f"requests to other hosts: {page.foreign_requests}"
-    assert page.errors == [], f"console errors: {page.errors}"
-    assert page.failed == [], f"failed requests (a favicon.ico 404 counts): {page.failed}"
     prose = page.evaluate("""() => {
         const main = document.querySelector('main').cloneNode(true);
         // flashcard decks typeset each card as it is shown (tests/test_learning.py checks it)
@@ -230,9 +311,16 @@ def test_page_is_offline_clean_and_typesets_math(page_on, path):
     assert not leftovers, f"math left untypeset: {leftovers[:5]}"
 
 
-@pytest.mark.parametrize("path", PAGES)
-def test_page_has_a_favicon_and_a_meta_description(page_on, path):
-    page = page_on(path)
+def _check_clean(page, visit: Visit) -> None:
+    """No request to another host, no console error, no failed response, from the load and
+    from everything the checks before this one did with the page."""
+    page.wait_for_timeout(200)     # let the last actions' requests and errors arrive
+    assert page.foreign_requests == [], f"requests to other hosts: {page.foreign_requests}"
+    assert page.errors == [], f"console errors: {page.errors}"
+    assert page.failed == [], f"failed requests (a favicon.ico 404 counts): {page.failed}"
+
+
+def _check_favicon_and_description(page, visit: Visit) -> None:
     icon = page.locator("link[rel~='icon']")
     assert icon.count() >= 1
     assert page.request.get(icon.first.evaluate("l => l.href")).ok
@@ -240,8 +328,7 @@ def test_page_has_a_favicon_and_a_meta_description(page_on, path):
     assert len(description) >= 40 and "\\" not in description, description
 
 
-def test_intro_lists_every_chapter_as_a_link(page_on):
-    page = page_on("intro.html")
+def _check_intro_links(page, visit: Visit) -> None:
     hrefs = page.evaluate("() => Array.from(document.querySelectorAll('main ol a'),"
                           " a => a.getAttribute('href'))")
     for notebook in CHAPTERS:
@@ -249,11 +336,7 @@ def test_intro_lists_every_chapter_as_a_link(page_on):
             f"the intro's chapter list has no link to {notebook.stem}"
 
 
-# ----------------------------------------------------------------------------- navigation
-
-@pytest.mark.parametrize("path", ["intro.html", CHAPTER_PAGES[1]])
-def test_menu_and_contents_buttons_open_at_phone_width(page_on, path):
-    page = page_on(path, viewport=PHONE, is_mobile=True, has_touch=True)
+def _check_phone_menus(page, visit: Visit) -> None:
     chapter_links = ".bd-sidebar-primary .bd-links a[href*='-']"
     assert _visible_on_top(page, chapter_links) == 0
     page.locator(".primary-toggle:visible").first.tap()
@@ -266,7 +349,7 @@ def test_menu_and_contents_buttons_open_at_phone_width(page_on, path):
     page.keyboard.press("Escape")
     page.mouse.click(370, 600)  # tap outside the drawer closes it
     page.wait_for_timeout(600)
-    if path.startswith("chapters/"):
+    if visit.path.startswith("chapters/"):
         toc_links = ".bd-sidebar-secondary nav a"
         assert _visible_on_top(page, toc_links) == 0
         page.locator(".secondary-toggle:visible").first.tap()
@@ -274,9 +357,7 @@ def test_menu_and_contents_buttons_open_at_phone_width(page_on, path):
         assert _visible_on_top(page, toc_links) >= 3, "the contents button shows the contents"
 
 
-def test_menu_button_hides_and_shows_the_sidebar_on_desktop(page_on):
-    # a tall desktop window, so that every chapter's link fits on screen at once
-    page = page_on(CHAPTER_PAGES[0], viewport={"width": 1280, "height": 1600})
+def _check_desktop_menu(page, visit: Visit) -> None:
     links = ".bd-sidebar-primary .bd-links a[href*='-']"
     assert _visible_on_top(page, links) >= len(CHAPTERS) - 1
     page.locator(".primary-toggle:visible").first.click()
@@ -286,8 +367,6 @@ def test_menu_button_hides_and_shows_the_sidebar_on_desktop(page_on):
     page.wait_for_timeout(800)
     assert _visible_on_top(page, links) >= len(CHAPTERS) - 1
 
-
-# ----------------------------------------------------------------------------- quizzes
 
 def _plain(html_text: str) -> str:
     """Quiz HTML as a reader sees it: tags dropped, entities decoded, spaces collapsed."""
@@ -299,6 +378,10 @@ def _plain(html_text: str) -> str:
 def _key(text: str) -> str:
     """Text compared as letters and digits only (tags and spacing differ between JSON and page)."""
     return re.sub(r"[^0-9a-z]+", "", text.lower())
+
+
+def _notebook(path: str) -> Path:
+    return ROOT / "chapters" / f"{Path(path).stem}.ipynb"
 
 
 def _single_answer_question(notebook: Path) -> tuple[str, str, str]:
@@ -318,10 +401,8 @@ def _single_answer_question(notebook: Path) -> tuple[str, str, str]:
     pytest.fail(f"{notebook.stem} has no single-answer multiple-choice question without math")
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
-def test_quiz_marks_a_right_answer_right_and_a_wrong_answer_wrong(page_on, notebook):
-    question_text, right, wrong = _single_answer_question(notebook)
-    page = page_on(f"chapters/{notebook.stem}.html")
+def _check_quiz_right_and_wrong(page, visit: Visit) -> None:
+    question_text, right, wrong = _single_answer_question(_notebook(visit.path))
     page.wait_for_selector(".Quiz .MCButton", timeout=20_000)
     assert page.locator(".Quiz").count() >= 8
     quizzes = [_key(t) for t in page.locator(".Quiz").all_inner_texts()]
@@ -340,6 +421,8 @@ def test_quiz_marks_a_right_answer_right_and_a_wrong_answer_wrong(page_on, noteb
         return (label.evaluate("l => Array.from(l.classList)"),
                 (feedback.get_attribute("class") or "").split())
 
+    fb = state(option(wrong))[1]   # nothing before this check answers a question
+    assert "correct" not in fb and "incorrect" not in fb, f"answered before the check: {fb}"
     option(wrong).click()
     feedback.wait_for(timeout=5_000)
     marked, fb = state(option(wrong))
@@ -369,13 +452,12 @@ def _first_numeric(notebook: Path) -> tuple[int, str]:
     pytest.skip(f"{notebook.stem} has no numeric question")
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
-def test_numeric_questions_are_labelled_checkable_and_accept_paste(page_on, notebook):
-    page = page_on(f"chapters/{notebook.stem}.html")
-    index, answer = _first_numeric(notebook)
+def _check_numeric_question(page, visit: Visit) -> None:
+    index, answer = _first_numeric(_notebook(visit.path))
     question = page.locator(".Quiz").nth(index)
     box = question.locator("input.Input-text")
     box.wait_for(timeout=20_000)
+    assert box.input_value() == "", "nothing before this check types into the box"
     name = box.evaluate("b => (b.labels && b.labels[0] ? b.labels[0].textContent : '') || "
                         "b.getAttribute('aria-label') || ''")
     assert name.strip(), "the numeric input needs a label"
@@ -395,9 +477,7 @@ def test_numeric_questions_are_labelled_checkable_and_accept_paste(page_on, note
         f"{answer} is the quiz's correct answer: {feedback.inner_text()}"
 
 
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_every_answer_option_has_a_text_name(page_on, path):
-    page = page_on(path)
+def _check_option_names(page, visit: Visit) -> None:
     _math_ready(page)
     page.wait_for_timeout(300)
     names = page.evaluate("""() => Array.from(document.querySelectorAll('.Quiz .MCButton input'),
@@ -406,13 +486,8 @@ def test_every_answer_option_has_a_text_name(page_on, path):
     assert not any("\\" in n for n in names), [n for n in names if "\\" in n][:3]
 
 
-# ----------------------------------------------------------------------------- figures
-
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_plotly_loads_only_when_the_figure_is_reached(page_on, path):
-    page = page_on(path)
-    page.wait_for_timeout(500)
-    assert not any(site.PLOTLY_JS in u for u in page.requested), "plotly loaded at page load"
+def _check_plotly_lazy(page, visit: Visit) -> None:
+    assert visit.plotly_at_load is False, "plotly loaded at page load"
     _figure_drawn(page)
     assert any(site.PLOTLY_JS in u for u in page.requested)
 
@@ -442,13 +517,7 @@ def _draw_every_figure(page) -> int:
     return count
 
 
-def test_every_page_with_a_figure_is_tested():
-    assert set(CHAPTER_PAGES) <= set(FIGURE_PAGES)
-
-
-@pytest.mark.parametrize("path", FIGURE_PAGES)
-def test_every_slider_of_every_figure_changes_its_figure(page_on, path):
-    page = page_on(path)
+def _check_sliders(page, visit: Visit) -> None:
     for i in range(_draw_every_figure(page)):
         figure = page.locator(".gradpath-interactive").nth(i)
         sliders = figure.evaluate("el => (el.layout.sliders || []).length")
@@ -465,16 +534,15 @@ def test_every_slider_of_every_figure_changes_its_figure(page_on, path):
                                  "y": box["height"] / 2})
             page.wait_for_timeout(500)
             now, shown_now = page.evaluate(_FIGURE_STATE, [i, j])
-            assert now == (0 if start > 0 else steps - 1), (path, i, j, start, now)
+            assert now == (0 if start > 0 else steps - 1), (visit.path, i, j, start, now)
             assert shown_now != shown and any(shown_now), "the slider must change the traces"
             if j == 0:          # the figure's range input follows its first slider
                 assert page.locator(f"#{figure.get_attribute('id')}-range").input_value() \
                     == str(now)
 
 
-@pytest.mark.parametrize("path", FIGURE_PAGES)
-def test_the_keyboard_moves_every_figure_through_every_step(page_on, path):
-    page = page_on(path)
+def _check_keyboard(page, visit: Visit) -> None:
+    # Runs on figures as they load (before _check_sliders moves them), as it always has.
     for i in range(_draw_every_figure(page)):
         figure = page.locator(".gradpath-interactive").nth(i)
         slider = page.locator(f"#{figure.get_attribute('id')}-range")
@@ -491,7 +559,7 @@ def test_the_keyboard_moves_every_figure_through_every_step(page_on, path):
             page.keyboard.press("ArrowRight")
             page.wait_for_timeout(250)
             now, shown_now = page.evaluate(_FIGURE_STATE, [i, 0])
-            assert now == step, (path, i, step, now)
+            assert now == step, (visit.path, i, step, now)
             assert shown_now != shown and any(shown_now), f"step {step} shows the same traces"
             assert slider.get_attribute("aria-valuetext")
             shown = shown_now
@@ -508,9 +576,7 @@ def _tick_number(text: str) -> float:
     return float(text)
 
 
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_log_axes_have_unambiguous_tick_labels(page_on, path):
-    page = page_on(path)
+def _check_log_ticks(page, visit: Visit) -> None:
     _figure_drawn(page)
     axes = page.evaluate("""() => {
         const el = document.querySelector('.gradpath-interactive');
@@ -526,9 +592,7 @@ def test_log_axes_have_unambiguous_tick_labels(page_on, path):
             assert _tick_number(text) == pytest.approx(value, rel=1e-9), (text, value)
 
 
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_figures_have_real_alt_text(page_on, path):
-    page = page_on(path)
+def _check_alt_text(page, visit: Visit) -> None:
     alts = page.evaluate("() => Array.from(document.querySelectorAll('main .cell_output img'),"
                          " i => i.getAttribute('alt') || '')")
     assert alts, "no figures?"
@@ -538,9 +602,7 @@ def test_figures_have_real_alt_text(page_on, path):
     assert captions and all(len(c) > 20 for c in captions)
 
 
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_figure_labels_are_not_shrunk_to_unreadable(page_on, path):
-    page = page_on(path)
+def _check_figure_scale(page, visit: Visit) -> None:
     scales = page.evaluate("""async () => {
         const imgs = Array.from(document.querySelectorAll('main .cell_output img'));
         imgs.forEach(i => { i.loading = 'eager'; });  // figures load lazily
@@ -557,37 +619,29 @@ def test_figure_labels_are_not_shrunk_to_unreadable(page_on, path):
     assert all(w and h and err < 0.02 for w, h, err in sized), sized
 
 
-# ----------------------------------------------------------------------------- dark mode
+def _luminance(color: str) -> float:
+    r, g, b = (int(v) for v in re.findall(r"\d+", color)[:3]) if color.startswith("rgb") \
+        else (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
 
-def test_dark_mode_restyles_the_figure_and_the_quiz(page_on):
-    page = page_on(CHAPTER_PAGES[0], color_scheme="dark")
+
+def _check_dark_mode(page, visit: Visit) -> None:
     assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
     _figure_drawn(page)
     font = "() => document.querySelector('.gradpath-interactive')._fullLayout.font.color"
-
-    def luminance(color: str) -> float:
-        r, g, b = (int(v) for v in re.findall(r"\d+", color)[:3]) if color.startswith("rgb") \
-            else (int(color[i:i + 2], 16) for i in (1, 3, 5))
-        return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
-
-    assert luminance(page.evaluate(font)) > 0.7, "figure text must be light in dark mode"
+    assert _luminance(page.evaluate(font)) > 0.7, "figure text must be light in dark mode"
     button = page.locator(".Quiz .MCButton").first
-    assert luminance(button.evaluate("b => getComputedStyle(b).backgroundColor")) < 0.3
+    assert _luminance(button.evaluate("b => getComputedStyle(b).backgroundColor")) < 0.3
     panel = page.locator(".text_html:has(.Quiz)").first
     assert panel.evaluate("p => getComputedStyle(p).backgroundColor") in ("rgba(0, 0, 0, 0)",
                                                                         "transparent")
     # Switching the theme restyles the figure without a reload.
     page.evaluate("() => { document.documentElement.dataset.theme = 'light'; }")
     page.wait_for_timeout(600)
-    assert luminance(page.evaluate(font)) < 0.3, "figure text must be dark in light mode"
+    assert _luminance(page.evaluate(font)) < 0.3, "figure text must be dark in light mode"
 
 
-# ----------------------------------------------------------------------------- math and Thebe
-
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1280px"])
-@pytest.mark.parametrize("path", CHAPTER_PAGES)
-def test_display_math_scrolls_instead_of_being_cut_off(page_on, path, viewport):
-    page = page_on(path, viewport=viewport)
+def _check_display_math(page, visit: Visit) -> None:
     _math_ready(page)
     page.wait_for_timeout(300)
     cut = page.evaluate("""() => {
@@ -604,15 +658,17 @@ def test_display_math_scrolls_instead_of_being_cut_off(page_on, path, viewport):
     assert wide <= 1, f"the page scrolls sideways by {wide}px"
 
 
-def test_live_code_explains_itself_offline(page_on):
-    page = page_on(CHAPTER_PAGES[0])
+def _check_live_code(page, visit: Visit) -> None:
+    """Runs after ``_check_clean`` (the load and every other check made no foreign request and
+    logged no error), so the requests and errors seen here are the click's alone."""
+    assert visit.outcomes.get("clean") is None, "the page was not clean before the click"
     page.locator(".btn-launch-thebe").first.evaluate("b => b.click()")
     note = page.locator(".gradpath-thebe-note")
     note.wait_for(timeout=12_000)
     assert "Colab" in note.inner_text()
     # The one request to another host a click on "Live code" makes is Thebe's own script (the
     # route blocks it: that is the offline case), and its failed load is the one console
-    # error. Anything else still fails the test when the page is checked at its end.
+    # error. Anything else still fails the check when the page is checked again below.
     assert page.foreign_requests and all(
         re.fullmatch(r"https://unpkg\.com/thebe@[\d.]+/lib/index\.js", u)
         for u in page.foreign_requests), page.foreign_requests
@@ -620,16 +676,12 @@ def test_live_code_explains_itself_offline(page_on):
                                for e in page.errors), page.errors
     page.foreign_requests.clear()
     page.errors.clear()
+    _check_clean(page, visit)
 
 
-# ----------------------------------------------------------------------------- accessibility
-
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("path", PAGES)
-def test_axe_finds_no_serious_or_critical_violations(page_on, path, scheme):
+def _check_axe(page, visit: Visit) -> None:
     if not AXE.is_file():
         pytest.skip("axe-core is not installed: run `make site-tools`")
-    page = page_on(path, color_scheme=scheme)
     _math_ready(page)
     if page.locator(".gradpath-interactive").count():
         _figure_drawn(page)
@@ -645,6 +697,186 @@ def test_axe_finds_no_serious_or_critical_violations(page_on, path, scheme):
         .map(v => `${v.impact} ${v.id} (${v.nodes.length}): ${v.help}; e.g. `
                   + v.nodes.slice(0, 2).map(n => n.target.join(' ')).join(' | '))""")
     assert violations == [], "\n".join(violations)
+
+
+# What runs on each load, in order: (outcome name, check, which paths it applies to).
+def _any(path: str) -> bool:
+    return True
+
+
+def _chapter(path: str) -> bool:
+    return path in CHAPTER_PAGES
+
+
+def _book_page(path: str) -> bool:
+    return path in PAGES
+
+
+_STEPS = {
+    "desktop": [
+        # the page as it loads: nothing has scrolled to a figure yet
+        ("plotly_not_at_load", _check_plotly_not_at_load, _chapter),
+        ("favicon", _check_favicon_and_description, _book_page),
+        ("intro_links", _check_intro_links, lambda p: p == "intro.html"),
+        ("math", check_math_is_typeset, _book_page),
+        ("option_names", _check_option_names, _chapter),
+        ("display_math", _check_display_math, _chapter),
+        ("alt_text", _check_alt_text, _chapter),
+        ("figure_scale", _check_figure_scale, _chapter),
+        ("axe", _check_axe, _book_page),
+        # the figure is reached (axe scrolled through the page)
+        ("plotly_lazy", _check_plotly_lazy, _chapter),
+        ("log_ticks", _check_log_ticks, _chapter),
+        # interactions last: the keyboard first (figures as loaded), then slider clicks, then
+        # one multiple-choice and one numeric question (each its own question)
+        ("keyboard", _check_keyboard, lambda p: p in FIGURE_PAGES),
+        ("sliders", _check_sliders, lambda p: p in FIGURE_PAGES),
+        ("quiz", _check_quiz_right_and_wrong, _chapter),
+        ("numeric", _check_numeric_question, _chapter),
+        ("clean", _check_clean, _any),
+        ("live_code", _check_live_code, lambda p: p == CHAPTER_PAGES[0]),
+    ],
+    "dark": [
+        ("axe", _check_axe, _book_page),
+        ("dark_mode", _check_dark_mode, lambda p: p == CHAPTER_PAGES[0]),  # switches to light
+        ("clean", _check_clean, _any),
+    ],
+    "phone": [
+        ("display_math", _check_display_math, _chapter),
+        ("clean", _check_clean, _any),
+    ],
+    "touch": [
+        ("menus", _check_phone_menus, _any),
+        ("clean", _check_clean, _any),
+    ],
+    "tall": [
+        ("desktop_menu", _check_desktop_menu, _any),
+        ("clean", _check_clean, _any),
+    ],
+}
+
+
+# ----------------------------------------------------------------------------- every page
+
+@pytest.mark.parametrize("path", _on("desktop", PAGES))
+def test_page_is_offline_clean_and_typesets_math(visit, path):
+    v = visit(path, "desktop")
+    v.report("math")
+    v.report("clean")
+
+
+@pytest.mark.parametrize("path", _on("desktop", PAGES))
+def test_page_has_a_favicon_and_a_meta_description(visit, path):
+    visit(path, "desktop").report("favicon")
+
+
+@pytest.mark.parametrize("path", _on("desktop", ["intro.html"]))
+def test_intro_lists_every_chapter_as_a_link(visit, path):
+    visit(path, "desktop").report("intro_links")
+
+
+# ----------------------------------------------------------------------------- navigation
+
+@pytest.mark.parametrize("path", _on("touch", ["intro.html", CHAPTER_PAGES[1]]))
+def test_menu_and_contents_buttons_open_at_phone_width(visit, path):
+    visit(path, "touch").report("menus")
+
+
+@pytest.mark.parametrize("path", _on("tall", [CHAPTER_PAGES[0]]))
+def test_menu_button_hides_and_shows_the_sidebar_on_desktop(visit, path):
+    # a tall desktop window, so that every chapter's link fits on screen at once
+    visit(path, "tall").report("desktop_menu")
+
+
+# ----------------------------------------------------------------------------- quizzes
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_quiz_marks_a_right_answer_right_and_a_wrong_answer_wrong(visit, path):
+    visit(path, "desktop").report("quiz")
+
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_numeric_questions_are_labelled_checkable_and_accept_paste(visit, path):
+    visit(path, "desktop").report("numeric")
+
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_every_answer_option_has_a_text_name(visit, path):
+    visit(path, "desktop").report("option_names")
+
+
+# ----------------------------------------------------------------------------- figures
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_plotly_loads_only_when_the_figure_is_reached(visit, path):
+    v = visit(path, "desktop")
+    v.report("plotly_not_at_load")
+    v.report("plotly_lazy")
+
+
+def test_every_page_with_a_figure_is_tested():
+    assert set(CHAPTER_PAGES) <= set(FIGURE_PAGES)
+
+
+@pytest.mark.parametrize("path", _on("desktop", FIGURE_PAGES))
+def test_every_slider_of_every_figure_changes_its_figure(visit, path):
+    visit(path, "desktop").report("sliders")
+
+
+@pytest.mark.parametrize("path", _on("desktop", FIGURE_PAGES))
+def test_the_keyboard_moves_every_figure_through_every_step(visit, path):
+    visit(path, "desktop").report("keyboard")
+
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_log_axes_have_unambiguous_tick_labels(visit, path):
+    visit(path, "desktop").report("log_ticks")
+
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_figures_have_real_alt_text(visit, path):
+    visit(path, "desktop").report("alt_text")
+
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_figure_labels_are_not_shrunk_to_unreadable(visit, path):
+    visit(path, "desktop").report("figure_scale")
+
+
+# ----------------------------------------------------------------------------- dark mode
+
+@pytest.mark.parametrize("path", _on("dark", [CHAPTER_PAGES[0]]))
+def test_dark_mode_restyles_the_figure_and_the_quiz(visit, path):
+    visit(path, "dark").report("dark_mode")
+
+
+# ----------------------------------------------------------------------------- math and Thebe
+
+@pytest.mark.parametrize("path", _on("phone", CHAPTER_PAGES))
+def test_display_math_scrolls_instead_of_being_cut_off_at_390px(visit, path):
+    visit(path, "phone").report("display_math")
+
+
+@pytest.mark.parametrize("path", _on("desktop", CHAPTER_PAGES))
+def test_display_math_scrolls_instead_of_being_cut_off_at_1280px(visit, path):
+    visit(path, "desktop").report("display_math")
+
+
+@pytest.mark.parametrize("path", _on("desktop", [CHAPTER_PAGES[0]]))
+def test_live_code_explains_itself_offline(visit, path):
+    visit(path, "desktop").report("live_code")
+
+
+# ----------------------------------------------------------------------------- accessibility
+
+@pytest.mark.parametrize("path", _on("desktop", PAGES))
+def test_axe_finds_no_serious_or_critical_violations_in_light_mode(visit, path):
+    visit(path, "desktop").report("axe")
+
+
+@pytest.mark.parametrize("path", _on("dark", PAGES))
+def test_axe_finds_no_serious_or_critical_violations_in_dark_mode(visit, path):
+    visit(path, "dark").report("axe")
 
 
 # ----------------------------------------------------------------------------- weight
