@@ -4,7 +4,7 @@ Needs `make book` first (`make test` does it); the accessibility checks also nee
 `make site-tools` (they are skipped, saying so, without it). The site is served the way a static
 host serves it (gzip for text) by :mod:`gradpath.book.sitebench`.
 
-Per page: math typeset by the local MathJax, no console errors or 404s, nothing from other hosts,
+Per page: math typeset (at build time, MathJax only for quizzes), no console errors or 404s, nothing from other hosts,
 a favicon and a meta description; quizzes that accept a click, label every input and option,
 check numeric answers with a button and accept paste; an interactive figure that loads plotly
 only when it is reached, moves with its slider and its keyboard range input, and follows dark
@@ -208,11 +208,15 @@ def _assert_loaded(page, path: str) -> None:
 
 
 def _math_ready(page) -> None:
-    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
-                           timeout=20_000)
-    page.evaluate("() => MathJax.startup.promise")
-    page.wait_for_function("() => document.documentElement.dataset.gradpathMath === 'typeset'",
-                           timeout=20_000)
+    """Wait until the page's math is typeset: the prose's at build time, and (on pages with a quiz
+    or flashcards, which load MathJax when one comes near) the quizzes' after scrolling to one."""
+    page.wait_for_function("() => ['prose', 'typeset'].includes("
+                           "document.documentElement.dataset.gradpathMath)", timeout=20_000)
+    if page.evaluate("() => !!document.getElementById('gradpath-mathjax')"):
+        page.locator("[data-shufflequestions], .gp-deck").first.scroll_into_view_if_needed()
+        page.wait_for_function("() => document.documentElement.dataset.gradpathMath === "
+                               "'typeset'", timeout=30_000)
+        page.evaluate("() => scrollTo(0, 0)")
 
 
 def _scroll_through(page) -> None:
@@ -294,7 +298,8 @@ def _check_plotly_not_at_load(page, visit: Visit) -> None:
 
 
 def check_math_is_typeset(page, visit: Visit | None = None) -> None:
-    """The page's math is typeset by the local MathJax and no TeX is left in its prose."""
+    """The page's math is typeset (at build time; MathJax is loaded only for quizzes and
+    flashcards) and no TeX is left in its prose."""
     page.wait_for_function("() => document.querySelectorAll('mjx-container').length > 0",
                            timeout=20_000)
     _math_ready(page)
