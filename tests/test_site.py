@@ -4,8 +4,8 @@ Needs `make book` first (`make test` does it); the accessibility checks also nee
 `make site-tools` (they are skipped, saying so, without it). The site is served the way a static
 host serves it (gzip for text) by :mod:`gradpath.book.sitebench`.
 
-Per page: math typeset (at build time, MathJax only for quizzes), no console errors or 404s, nothing from other hosts,
-a favicon and a meta description; quizzes that accept a click, label every input and option,
+Per page: math typeset (at build time, MathJax only for quizzes), no console errors or 404s,
+nothing from other hosts, a favicon and a meta description; quizzes that accept a click, label every input and option,
 check numeric answers with a button and accept paste; an interactive figure that loads plotly
 only when it is reached, moves with its slider and its keyboard range input, and follows dark
 mode; navigation (☰ and the contents button) that opens at phone width and works on desktop;
