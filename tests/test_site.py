@@ -5,8 +5,8 @@ Needs `make book` first (`make test` does it); the accessibility checks also nee
 host serves it (gzip for text) by :mod:`gradpath.book.sitebench`.
 
 Per page: math typeset (at build time, MathJax only for quizzes), no console errors or 404s,
-nothing from other hosts, a favicon and a meta description; quizzes that accept a click, label every input and option,
-check numeric answers with a button and accept paste; an interactive figure that loads plotly
+nothing from other hosts, a favicon and a meta description; quizzes that accept a click, label
+every input and option, check numeric answers with a button and accept paste; an interactive figure that loads plotly
 only when it is reached, moves with its slider and its keyboard range input, and follows dark
 mode; navigation (☰ and the contents button) that opens at phone width and works on desktop;
 display math that scrolls instead of being cut off; figures with real alt text, wide ones shown
