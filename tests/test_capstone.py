@@ -171,6 +171,9 @@ def test_recipe_variants_match_single_runs() -> None:
     with pytest.raises(ValueError, match="rmsprop"):
         train_recipe_variants({0: (replace(full, optimizer="rmsprop"), None)}, train, test,
                               seeds=[0], **kw)
+    with pytest.raises(ValueError, match="exact only for plain SGD and Adam"):
+        train_recipe_variants({0: (replace(full, optimizer="momentum"), {"momentum": 0.1})},
+                              train, test, seeds=[0], **kw)
 
 
 def test_seed_runs_stop_a_broken_run() -> None:
