@@ -6,13 +6,13 @@ host serves it (gzip for text) by :mod:`gradpath.book.sitebench`.
 
 Per page: math typeset (at build time, MathJax only for quizzes), no console errors or 404s,
 nothing from other hosts, a favicon and a meta description; quizzes that accept a click, label
-every input and option, check numeric answers with a button and accept paste; an interactive figure that loads plotly
-only when it is reached, moves with its slider and its keyboard range input, and follows dark
-mode; navigation (☰ and the contents button) that opens at phone width and works on desktop;
-display math that scrolls instead of being cut off; figures with real alt text, wide ones shown
-wide enough to read; "Live code" that explains itself offline; no serious or critical axe-core
-violations in light or dark mode; and a median chapter of at most 1.5 MB compressed with nothing
-render-blocking but style sheets.
+every input and option, check numeric answers with a button and accept paste; an interactive
+figure that loads plotly only when it is reached, moves with its slider and its keyboard range
+input, and follows dark mode; navigation (☰ and the contents button) that opens at phone width
+and works on desktop; display math that scrolls instead of being cut off; figures with real alt
+text, wide ones shown wide enough to read; "Live code" that explains itself offline; no serious
+or critical axe-core violations in light or dark mode; and a median chapter of at most 1.5 MB
+compressed with nothing render-blocking but style sheets.
 
 Each page is opened once per configuration it is checked in (desktop light, desktop dark, 390 px,
 390 px with touch, a tall desktop window), every check of that configuration runs on that one

@@ -125,7 +125,8 @@ def adaptive_rate_spread(grads: torch.Tensor, steps: Sequence[int], *, beta2: fl
     ``v̂_t`` from them and returns, per ``t``, the median over coordinates of the coefficient of
     variation (std/mean over the resamples) of ``1/(√v̂_t + ε)``. Liu et al. (2020, RAdam) showed
     that this variance is large in the first steps, when ``v̂`` rests on a few gradients, and
-    falls roughly as ``1/√t`` (for independently drawn batches); warm-up keeps the learning rate small while it is large.
+    falls roughly as ``1/√t`` (for independently drawn batches); warm-up keeps the learning rate
+    small while it is large.
 
     Returns:
         shape (len(steps),), float64.
