@@ -189,3 +189,13 @@ def test_repository_url_is_the_same_everywhere():
     for text in (readme, (ROOT / "intro.md").read_text()):
         for other in re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", text):
             assert other.rstrip(".") == url, f"stray repository URL {other}"
+
+
+@pytest.mark.parametrize("path", [*CHAPTERS, ROOT / "history.ipynb", ROOT / "exam.ipynb"],
+                         ids=lambda p: p.name)
+def test_every_cell_has_a_unique_id(path):
+    """nbformat 4.5 requires cell ids (a missing one is a warning today, an error later)."""
+    nb = json.loads(path.read_text())
+    ids = [cell.get("id") for cell in nb["cells"]]
+    assert (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5)
+    assert all(ids) and len(set(ids)) == len(ids), [i for i, x in enumerate(ids) if not x]
