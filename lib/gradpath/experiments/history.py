@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -349,33 +350,16 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
         g_fwd, g_bat, g_rev = grads[k]
         scale = float(g_rev.abs().max())
         diff = max(float((g - g_rev).abs().max()) for g in (g_fwd, g_bat))
-        tangent = torch.ones_like(theta)
-
-        def evaluate(fn: LossFn = fn,
-                     theta: torch.Tensor = theta) -> object:
-            return fn(theta)
-
-        def one_jvp(fn: LossFn = fn, theta: torch.Tensor = theta,
-                    tangent: torch.Tensor = tangent) -> object:
-            return jvp(fn, (theta,), (tangent,))
-
-        def batched(fn: LossFn = fn,
-                    theta: torch.Tensor = theta) -> object:
-            return batched_forward_gradient(fn, theta)
-
-        def reverse(fn: LossFn = fn,
-                    theta: torch.Tensor = theta) -> object:
-            return reverse_mode_gradient(fn, theta)
-
+        one_jvp = partial(jvp, fn, (theta,), (torch.ones_like(theta),))
         rows.append(GradientCost(
             params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
             reverse_passes=rev_loss.calls // (_CHEAP_RUNS * repeats), forward_seconds=best[k][0],
             batched_seconds=best[k][1], reverse_seconds=best[k][2],
-            loss_flops=matmul_flops(evaluate),
+            loss_flops=matmul_flops(partial(fn, theta)),
             forward_flops=fwd_loss.calls // repeats * matmul_flops(one_jvp),
             forward_zero_flops=fwd_loss.calls // repeats * zero_operand_flops(one_jvp),
-            batched_flops=matmul_flops(batched),
-            reverse_flops=matmul_flops(reverse),
+            batched_flops=matmul_flops(partial(batched_forward_gradient, fn, theta)),
+            reverse_flops=matmul_flops(partial(reverse_mode_gradient, fn, theta)),
             max_difference=diff / (scale if scale > 0 else 1.0)))
     return rows
 
