@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -85,6 +86,30 @@ def test_gradient_cost_counts_per_gradient_and_reports_agreement():
     assert [r.params for r in cost_sweep([1, 2], features=3, repeats=1)] == [4, 8]
 
 
+def test_cost_sweep_skips_the_loop_above_loop_max_hidden():
+    small, large = cost_sweep([1, 3], features=3, samples=5, repeats=1, loop_max_hidden=2)
+    assert small.forward_passes == small.params == 4 and small.forward_seconds > 0
+    assert small.forward_flops == 3 * small.params * small.loss_flops
+    assert large.params == 12 and large.forward_passes == 0 and math.isnan(large.forward_seconds)
+    assert large.forward_flops == large.forward_zero_flops == 0 and math.isnan(large.time_ratio)
+    assert large.batched_seconds > 0 and large.reverse_seconds > 0 and large.reverse_passes == 1
+    assert large.max_difference < 1e-12
+    # The batched gradient is one vmap call: the shared values, the zero tangent of X once, one
+    # evaluation per tangent, and the output layer's P products of (samples x hidden) by (hidden).
+    for row, hidden in ((small, 1), (large, 3)):
+        assert row.batched_flops == (row.params + 2) * row.loss_flops + row.params * 2 * 5 * hidden
+
+
+def test_cost_sweep_times_are_cpu_seconds(monkeypatch):
+    ticks = iter(range(10_000))
+    monkeypatch.setattr("gradpath.experiments.history.time.process_time",
+                        lambda: float(next(ticks)))
+    monkeypatch.setattr("gradpath.experiments.history.time.perf_counter",
+                        lambda: pytest.fail("timed by the wall clock"))
+    row = gradient_cost(features=2, hidden=1, repeats=1)
+    assert row.forward_seconds == row.batched_seconds == row.reverse_seconds == 1.0
+
+
 def test_mlp_loss_is_seeded():
     (f1, t1), (f2, t2) = mlp_loss(3, 2, seed=4), mlp_loss(3, 2, seed=4)
     assert torch.equal(t1, t2) and float(f1(t1)) == float(f2(t2))
@@ -101,6 +126,7 @@ def test_mlp_loss_is_seeded():
      "chunk_size"),
     (lambda: gradient_cost(3, 2, repeats=0), "repeats"),
     (lambda: cost_sweep([]), "hiddens"),
+    (lambda: cost_sweep([1], loop_max_hidden=0), "loop_max_hidden"),
 ])
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):

@@ -14,21 +14,22 @@ differentiation in machine learning: a survey", JMLR 2018).
   each implementation makes is counted, as a check.
 - :func:`forward_mode_gradient` assembles the gradient from ``P`` calls of ``torch.func.jvp``;
   :func:`batched_forward_gradient` pushes the same ``P`` tangents through in batches with
-  ``torch.func.vmap`` (what ``torch.func.jacfwd`` does), which removes the per-call overhead but
-  not the arithmetic; :func:`reverse_mode_gradient` gets the gradient from one call of
+  ``torch.func.vmap`` (what ``torch.func.jacfwd`` does), which removes most of the per-call
+  overhead but not the arithmetic; :func:`reverse_mode_gradient` gets the gradient from one call of
   ``torch.func.grad``.
 - :func:`matmul_flops` counts the floating-point operations of the matrix products a call makes
   (``torch.utils.flop_counter.FlopCounterMode``): arithmetic measured independently of the clock.
 - :func:`zero_operand_flops` counts the part of those FLOPs spent on products with an all-zero
   operand: PyTorch's forward-mode rule for ``mm`` also multiplies the (zero) tangent of fixed
   data such as the input batch, real work that forward mode itself does not need.
-- :func:`cost_sweep` (and :func:`gradient_cost` for one size) time the three (best of several
-  interleaved repeats, since a shared machine adds noise only upwards), count their arithmetic
-  and compare their gradients.
+- :func:`cost_sweep` (and :func:`gradient_cost` for one size) time the three (best CPU time of
+  several interleaved runs, more for the cheap ones, since a shared machine adds noise only
+  upwards), count their arithmetic and compare their gradients.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -251,21 +252,23 @@ class GradientCost:
 
     Attributes:
         params: number of parameters ``P``.
-        forward_passes: evaluations of the loss the jvp loop made for one gradient.
+        forward_passes: evaluations of the loss the jvp loop made for one gradient (0 where
+            the loop was not run).
         reverse_passes: evaluations of the loss reverse mode made for one gradient.
-        forward_seconds: best wall time of one forward-mode gradient by the jvp loop (seconds).
-        batched_seconds: best wall time of one forward-mode gradient with the tangents batched
+        forward_seconds: best CPU time of one forward-mode gradient by the jvp loop (seconds;
+            ``nan`` where :func:`cost_sweep` did not run the loop).
+        batched_seconds: best CPU time of one forward-mode gradient with the tangents batched
             by ``vmap`` (seconds).
-        reverse_seconds: best wall time of one reverse-mode gradient (seconds).
+        reverse_seconds: best CPU time of one reverse-mode gradient (seconds).
         loss_flops: matrix-matrix FLOPs (:func:`matmul_flops`) of one evaluation of the loss.
         forward_flops: matrix-matrix FLOPs of one gradient by the jvp loop: the FLOPs of one
             ``jvp`` times the passes the loop made (every pass runs the same dense operations;
-            counting the whole loop under the counter would be slow).
+            counting the whole loop under the counter would be slow); 0 where not run.
         forward_zero_flops: the part of ``forward_flops`` spent on products with an all-zero
             operand (:func:`zero_operand_flops`), the zero tangent of the fixed data.
         batched_flops: matrix-matrix FLOPs of one gradient by batched forward mode.
         reverse_flops: matrix-matrix FLOPs of one reverse-mode gradient.
-        max_difference: largest ``|g - g_rev|`` entry over both forward-mode gradients ``g``,
+        max_difference: largest ``|g - g_rev|`` entry over the forward-mode gradients ``g``,
             relative to the largest ``|g_rev|``.
     """
 
@@ -298,67 +301,103 @@ class GradientCost:
         return self.batched_flops / self.reverse_flops
 
 
-def _timed(method: Callable[[LossFn, torch.Tensor], torch.Tensor], loss: LossFn,
-           theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-    start = time.perf_counter()
+def _cpu_timed(method: Callable[[LossFn, torch.Tensor], torch.Tensor], loss: LossFn,
+               theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+    start = time.process_time()
     result = method(loss, theta)
-    return time.perf_counter() - start, result
+    return time.process_time() - start, result
 
 
-_CHEAP_RUNS = 15     # timed runs of batched forward mode and reverse mode per repeat
+def _batched_in_one_call(loss: LossFn, theta: torch.Tensor) -> torch.Tensor:
+    return batched_forward_gradient(loss, theta, chunk_size=theta.numel())
+
+
+_TARGET_S = 0.05     # CPU seconds each method at each size is timed for, at least
+_MAX_RUNS = 40       # most timed runs of one method at one size
 
 
 def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, seed: int = 0,
-               repeats: int = 3) -> list[GradientCost]:
+               repeats: int = 3, loop_max_hidden: int | None = None) -> list[GradientCost]:
     """Time and count one full gradient of :func:`mlp_loss` by forward mode (a jvp loop, and the
     same tangents batched by ``vmap``) and by reverse mode, for each hidden width in ``hiddens``
     (so ``P = hidden·(features+1)`` parameters).
 
-    Each jvp-loop time is the minimum over ``repeats`` runs (load on a shared machine only ever
-    adds time); batched forward mode and reverse mode, being cheap, run ``15 × repeats`` times.
-    The runs are interleaved — every size once, then every size again — so a burst of load does
-    not fall on one size only. Passes are counted with :class:`CountingLoss`, per gradient, and
-    arithmetic with :func:`matmul_flops` (one extra, untimed run of each method; for the jvp
-    loop, one ``jvp`` times the number of passes).
+    Times are CPU seconds of the process (``time.process_time``), not wall time: a busy shared
+    machine delays a run but hardly changes the CPU time it uses, and the minimum over several runs
+    removes most of what remains (load only ever adds time). Each method at each size runs at least
+    ``repeats`` times, and a cheap one more often, until about 0.05 CPU seconds are spent on it (at
+    most 40 runs; the first run's time sets the count), after one untimed call of each method on
+    the smallest problem (the first ``jvp`` or ``vmap`` imports parts of torch). The runs are
+    interleaved — every size and method once, then again — so a burst of load does not fall on one
+    size only. Batched forward mode pushes all ``P`` tangents through one ``vmap`` call
+    (``chunk_size = P``), so its count of calls is the same at every size. Passes are counted with
+    :class:`CountingLoss`, per gradient, and arithmetic with :func:`matmul_flops` (one extra,
+    untimed run of each method; for the jvp loop, one ``jvp`` times the number of passes).
+
+    Args:
+        hiddens: hidden widths, each >= 1.
+        features, samples, seed: as in :func:`mlp_loss`.
+        repeats: fewest timed runs of each method at each size (>= 1).
+        loop_max_hidden: the jvp loop runs only for widths up to this one (``None``: all). For
+            larger widths, whose loop would be slow, the row's ``forward_seconds`` is ``nan`` and
+            its ``forward_passes``, ``forward_flops`` and ``forward_zero_flops`` are 0.
 
     Raises:
-        ValueError: if ``hiddens`` is empty, a size is below 1 or ``repeats`` is below 1.
+        ValueError: if ``hiddens`` is empty, a size is below 1, ``repeats`` is below 1 or
+            ``loop_max_hidden`` is neither None nor a positive integer.
     """
     if len(hiddens) == 0:
         raise ValueError("hiddens must name at least one hidden width")
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if loop_max_hidden is not None and (not isinstance(loop_max_hidden, int)
+                                        or loop_max_hidden < 1):
+        raise ValueError(f"loop_max_hidden must be a positive integer or None, got "
+                         f"{loop_max_hidden!r}")
     problems = [mlp_loss(features, h, samples, seed) for h in hiddens]
-    counters = [(CountingLoss(fn), CountingLoss(fn)) for fn, _ in problems]
-    best = [[float("inf")] * 3 for _ in problems]      # loop, batched, reverse
-    grads: list[tuple[torch.Tensor, ...]] = [(t, t, t) for _, t in problems]
-    for _ in range(repeats):
-        for k, ((_, theta), (fwd_loss, _)) in enumerate(zip(problems, counters, strict=True)):
-            t_fwd, g_fwd = _timed(forward_mode_gradient, fwd_loss, theta)
-            best[k][0] = min(best[k][0], t_fwd)
-            grads[k] = (g_fwd, *grads[k][1:])
-        for _ in range(_CHEAP_RUNS):
-            for k, ((fn, theta), (_, rev_loss)) in enumerate(zip(problems, counters,
-                                                                 strict=True)):
-                t_bat, g_bat = _timed(batched_forward_gradient, fn, theta)
-                best[k][1] = min(best[k][1], t_bat)
-                t_rev, g_rev = _timed(reverse_mode_gradient, rev_loss, theta)
-                best[k][2] = min(best[k][2], t_rev)
-                grads[k] = (grads[k][0], g_bat, g_rev)
+    methods: list[Callable[[LossFn, torch.Tensor], torch.Tensor]] = [
+        forward_mode_gradient, _batched_in_one_call, reverse_mode_gradient]
+    loop_runs = [loop_max_hidden is None or h <= loop_max_hidden for h in hiddens]
+    # Per size k and method m (loop, batched, reverse): the loss it calls (counted for the loop and
+    # reverse mode), the runs planned and taken, the best time and the last gradient.
+    counters: list[list[LossFn]] = [[CountingLoss(fn), fn, CountingLoss(fn)] for fn, _ in problems]
+    planned = [[0, 0, 0] for _ in problems]
+    taken = [[0, 0, 0] for _ in problems]
+    best = [[float("nan")] * 3 for _ in problems]
+    grads: list[list[torch.Tensor | None]] = [[None] * 3 for _ in problems]
+    fn0, theta0 = problems[0]      # untimed: the first jvp and vmap import parts of torch lazily
+    for method in methods:
+        method(fn0, theta0)
+    for r in range(_MAX_RUNS):
+        for k, (_, theta) in enumerate(problems):
+            for m, method in enumerate(methods):
+                if (m == 0 and not loop_runs[k]) or 0 < planned[k][m] <= r:
+                    continue
+                seconds, g = _cpu_timed(method, counters[k][m], theta)
+                if r == 0:      # the first run sets how many runs this method gets here
+                    planned[k][m] = max(repeats, min(_MAX_RUNS,
+                                                     math.ceil(_TARGET_S / max(seconds, 1e-6))))
+                best[k][m] = seconds if r == 0 else min(best[k][m], seconds)
+                grads[k][m] = g
+                taken[k][m] += 1
     rows = []
-    for k, ((fn, theta), (fwd_loss, rev_loss)) in enumerate(zip(problems, counters, strict=True)):
+    for k, (fn, theta) in enumerate(problems):
         g_fwd, g_bat, g_rev = grads[k]
+        assert g_bat is not None and g_rev is not None
         scale = float(g_rev.abs().max())
-        diff = max(float((g - g_rev).abs().max()) for g in (g_fwd, g_bat))
+        diff = max(float((g - g_rev).abs().max()) for g in (g_fwd, g_bat) if g is not None)
+        fwd_loss, _, rev_loss = counters[k]
+        assert isinstance(fwd_loss, CountingLoss) and isinstance(rev_loss, CountingLoss)
+        passes = fwd_loss.calls // taken[k][0] if loop_runs[k] else 0
         one_jvp = partial(jvp, fn, (theta,), (torch.ones_like(theta),))
         rows.append(GradientCost(
-            params=theta.numel(), forward_passes=fwd_loss.calls // repeats,
-            reverse_passes=rev_loss.calls // (_CHEAP_RUNS * repeats), forward_seconds=best[k][0],
+            params=theta.numel(), forward_passes=passes,
+            reverse_passes=rev_loss.calls // taken[k][2], forward_seconds=best[k][0],
             batched_seconds=best[k][1], reverse_seconds=best[k][2],
             loss_flops=matmul_flops(partial(fn, theta)),
-            forward_flops=fwd_loss.calls // repeats * matmul_flops(one_jvp),
-            forward_zero_flops=fwd_loss.calls // repeats * zero_operand_flops(one_jvp),
-            batched_flops=matmul_flops(partial(batched_forward_gradient, fn, theta)),
+            forward_flops=passes * matmul_flops(one_jvp) if passes else 0,
+            forward_zero_flops=passes * zero_operand_flops(one_jvp) if passes else 0,
+            batched_flops=matmul_flops(partial(_batched_in_one_call, fn, theta)),
             reverse_flops=matmul_flops(partial(reverse_mode_gradient, fn, theta)),
             max_difference=diff / (scale if scale > 0 else 1.0)))
     return rows
