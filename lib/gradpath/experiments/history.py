@@ -323,7 +323,8 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
     (so ``P = hidden·(features+1)`` parameters).
 
     Times are CPU seconds of the process (``time.process_time``), not wall time: a busy shared
-    machine delays a run but hardly changes the CPU time it uses, and the minimum over several runs
+    machine delays a run but hardly changes the CPU time it uses (with several intra-op threads,
+    as with ``GRADPATH_CPU_THREADS=0``, it adds up all of them), and the minimum over several runs
     removes most of what remains (load only ever adds time). Each method at each size runs at least
     ``repeats`` times, and a cheap one more often, until about 0.05 CPU seconds are spent on it (at
     most 40 runs; the first run's time sets the count), after one untimed call of each method on
