@@ -108,6 +108,35 @@ def test_cost_sweep_times_are_cpu_seconds(monkeypatch):
                         lambda: pytest.fail("timed by the wall clock"))
     row = gradient_cost(features=2, hidden=1, repeats=1)
     assert row.forward_seconds == row.batched_seconds == row.reverse_seconds == 1.0
+    assert row.forward_passes == row.params and row.reverse_passes == 1
+
+
+@pytest.mark.parametrize("tick, repeats, runs", [
+    (1.0, 45, 45),      # dear (1 CPU second a run): `repeats` runs, even above the cap of 40
+    (1.0, 2, 2),        # dear: the fewest runs asked for
+    (0.001, 2, 40),     # cheap (a millisecond): more runs, up to the cap
+])
+def test_cost_sweep_runs_cheap_methods_more_often(monkeypatch, tick, repeats, runs):
+    calls = {"loop": 0, "rev": 0}
+    real_loop, real_rev = forward_mode_gradient, reverse_mode_gradient
+
+    def loop(loss, theta):
+        calls["loop"] += 1
+        return real_loop(loss, theta)
+
+    def rev(loss, theta):
+        calls["rev"] += 1
+        return real_rev(loss, theta)
+
+    monkeypatch.setattr("gradpath.experiments.history.forward_mode_gradient", loop)
+    monkeypatch.setattr("gradpath.experiments.history.reverse_mode_gradient", rev)
+    # Each timed call costs `tick` CPU seconds on this fake clock. Besides the timed runs, each
+    # method has one untimed first call, and reverse mode one more run under the FLOP counter.
+    clock = iter(range(100_000))
+    monkeypatch.setattr("gradpath.experiments.history.time.process_time",
+                        lambda: tick * next(clock))
+    cost_sweep([1], features=2, repeats=repeats)
+    assert calls == {"loop": 1 + runs, "rev": 1 + runs + 1}
 
 
 def test_mlp_loss_is_seeded():

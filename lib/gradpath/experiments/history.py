@@ -323,17 +323,18 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
     (so ``P = hidden·(features+1)`` parameters).
 
     Times are CPU seconds of the process (``time.process_time``), not wall time: a busy shared
-    machine delays a run but hardly changes the CPU time it uses (with several intra-op threads,
-    as with ``GRADPATH_CPU_THREADS=0``, it adds up all of them), and the minimum over several runs
+    machine delays a run but hardly changes the CPU time it uses (with several intra-op threads, as
+    with ``GRADPATH_CPU_THREADS=0``, it adds up all of them), and the minimum over several runs
     removes most of what remains (load only ever adds time). Each method at each size runs at least
     ``repeats`` times, and a cheap one more often, until about 0.05 CPU seconds are spent on it (at
-    most 40 runs; the first run's time sets the count), after one untimed call of each method on
-    the smallest problem (the first ``jvp`` or ``vmap`` imports parts of torch). The runs are
-    interleaved — every size and method once, then again — so a burst of load does not fall on one
-    size only. Batched forward mode pushes all ``P`` tangents through one ``vmap`` call
-    (``chunk_size = P``), so its count of calls is the same at every size. Passes are counted with
-    :class:`CountingLoss`, per gradient, and arithmetic with :func:`matmul_flops` (one extra,
-    untimed run of each method; for the jvp loop, one ``jvp`` times the number of passes).
+    most 40 runs unless ``repeats`` asks for more; the first run's time sets the count), after one
+    untimed call of each method on the smallest problem (the first ``jvp`` or ``vmap`` imports
+    parts of torch). The runs are interleaved — every size and method once, then again — so a burst
+    of load does not fall on one size only. Batched forward mode pushes all ``P`` tangents through
+    one ``vmap`` call (``chunk_size = P``), so its count of calls is the same at every size. Passes
+    are counted with :class:`CountingLoss`, per gradient, and arithmetic with :func:`matmul_flops`
+    (one extra, untimed run of each method; for the jvp loop, one ``jvp`` times the number of
+    passes).
 
     Args:
         hiddens: hidden widths, each >= 1.
@@ -369,7 +370,7 @@ def cost_sweep(hiddens: Sequence[int], features: int = 16, samples: int = 64, se
     fn0, theta0 = problems[0]      # untimed: the first jvp and vmap import parts of torch lazily
     for method in methods:
         method(fn0, theta0)
-    for r in range(_MAX_RUNS):
+    for r in range(max(repeats, _MAX_RUNS)):
         for k, (_, theta) in enumerate(problems):
             for m, method in enumerate(methods):
                 if (m == 0 and not loop_runs[k]) or 0 < planned[k][m] <= r:
