@@ -218,13 +218,15 @@ def _settle(values: list[float], tensors: Sequence[torch.Tensor],
 
 
 def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
-    """The L2 norm of each tensor, as Python floats; right for every finite input.
+    """The L2 norm of each tensor, as Python floats; right for every finite input whose norm is
+    representable (see :func:`accurate_norm`).
 
     One fused reduction on the tensors' device and one transfer to the host; a norm that float32
     could not have computed exactly (a sum of squares that overflowed, once the norm passes about
-    ``1.8e19``, or one too small to trust, entries below about ``1e-19``) is recomputed with float64 accumulation (scaled by the largest entry on devices without
-    float64). Example: 100 entries of ``1e20`` give ``1e21``, and 100 entries of ``1e-26`` give
-    ``1e-25`` (a float32 ``Tensor.norm()`` gives ``inf`` and ``0``).
+    ``1.8e19``, or one too small to trust, entries below about ``1e-19``) is recomputed with
+    float64 accumulation (scaled by the largest entry on devices without float64). Example: 100
+    entries of ``1e20`` give ``1e21``, and 100 entries of ``1e-26`` give ``1e-25`` (a float32
+    ``Tensor.norm()`` gives ``inf`` and ``0``).
 
     Args:
         tensors: any floating tensors (float16, bfloat16, float32, float64; strided or sparse:

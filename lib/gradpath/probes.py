@@ -47,7 +47,8 @@ __all__ = [
     "LayerActivations", "activation_statistics", "as_float64", "backward_signal_norms",
     "combined_norm", "dead_fraction", "first_nonfinite", "float64_statistics",
     "global_gradient_norm", "gradient_norms_by_layer", "nonfinite_parameters",
-    "preserved_rng", "preserved_state", "rng_devices", "saturated_fraction", "tensor_norm", "tensor_norms", "weight_layers",
+    "preserved_rng", "preserved_state", "rng_devices", "saturated_fraction", "tensor_norm",
+    "tensor_norms", "weight_layers",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
