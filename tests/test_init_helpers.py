@@ -36,6 +36,21 @@ def test_expected_weight_std_per_scheme():
     assert expected_weight_std("orthogonal", 4, 16) == 0.25                    # gain 1
     assert expected_weight_std("orthogonal", 16, 4, gain=3.0) == 0.75
     assert expected_weight_std("pytorch_default", 12, 5) == pytest.approx(1 / 6, rel=1e-15)
+
+
+def test_expected_weight_std_follows_initialize_for_leaky_relu():
+    """He with leaky ReLU: initialize_ uses sqrt(2 / (1 + 0.01²)); so does the prediction."""
+    leaky = math.sqrt(2 / (1 + 0.01**2))
+    assert expected_weight_std("he_normal", 4, 9, activation="leaky_relu") == leaky / 2
+    assert expected_weight_std("he_normal", 4, 9, activation="tanh") == math.sqrt(2) / 2
+    assert expected_weight_std("xavier_normal", 4, 12, activation="leaky_relu") == math.sqrt(2 / 16)
+    layer = initialize_(nn.Linear(400, 300), "he_normal", activation="leaky_relu",
+                        generator=torch.Generator().manual_seed(0))
+    std = float(layer.weight.detach().double().std())
+    predicted = expected_weight_std("he_normal", 400, 300, activation="leaky_relu")
+    assert abs(std - predicted) < 0.01 * std
+    with pytest.raises(ValueError, match="activation"):
+        expected_weight_std("he_normal", 4, 9, activation="swish")
     for scale in (None, 0.0):
         with pytest.raises(ValueError, match=rf"^(initialization 'normal' needs a positive scale|"
                                              rf"scale must be a finite positive number), "
@@ -74,7 +89,7 @@ def test_standard_uniform_draws_with_the_generator_and_zeroes_biases():
 
 
 @pytest.mark.parametrize("key", ["too_small", "too_large", "pytorch_default", "xavier", "he",
-                                 "orthogonal"])
+                                 "orthogonal_act_gain"])
 def test_each_recipe_is_its_scheme_with_the_same_generator(key):
     recipe = get_recipe(key)
     model = DeepMLP(6, 2, width=8, depth=3, activation="tanh")
@@ -89,8 +104,8 @@ def test_each_recipe_is_its_scheme_with_the_same_generator(key):
                 generator=torch.Generator().manual_seed(9))
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q)
-    if key == "orthogonal":        # the recipe asks for the activation's gain (tanh: 5/3)
-        assert RECIPES["orthogonal"].gain == ACTIVATION_GAIN
+    if key == "orthogonal_act_gain":   # the recipe asks for the activation's gain (tanh: 5/3)
+        assert RECIPES["orthogonal_act_gain"].gain == ACTIVATION_GAIN
         w = model.blocks[1].linear.weight.detach()
         torch.testing.assert_close(w @ w.T, (5 / 3) ** 2 * torch.eye(8), atol=1e-5, rtol=0)
     if key == "xavier":            # gain 1 whatever the activation
@@ -115,7 +130,7 @@ def test_the_standard_and_lsuv_recipes_use_the_generator():
         apply_recipe_(DeepMLP(6, 2, width=8, depth=3), "lsuv")
     with pytest.raises(ValueError, match=r"^unknown initialization recipe 'fixup'; valid choices "
                                          r"are too_small, too_large, standard, pytorch_default, "
-                                         r"xavier, he, orthogonal, lsuv$"):
+                                         r"xavier, he, orthogonal_act_gain, lsuv$"):
         get_recipe("fixup")
 
 

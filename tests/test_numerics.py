@@ -219,3 +219,38 @@ def test_group_norms_combine_without_overflow_or_underflow(scale):
     grouped = group_norms({"a.w": 3 * scale, "a.b": 4 * scale, "c.w": math.nan}, r"^(\w)\.")
     assert grouped["a"] == pytest.approx(5 * scale, rel=1e-12)
     assert math.isnan(grouped["c"])
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", ["coo", "csr", "csc", "bsr", "bsc"])
+def test_sparse_layouts_give_the_norm_of_their_stored_values(layout):
+    """Every sparse layout torch has: the norm of the stored values, no error (CSR used to raise a
+    RuntimeError from inside torch)."""
+    dense = torch.zeros(4, 4)
+    dense[0, 1], dense[2, 3], dense[3, 0] = 3e20, -4e20, 1e-3
+    sparse = {"coo": lambda: dense.to_sparse(), "csr": dense.to_sparse_csr,
+              "csc": dense.to_sparse_csc, "bsr": lambda: dense.to_sparse_bsr((2, 2)),
+              "bsc": lambda: dense.to_sparse_bsc((2, 2))}[layout]()
+    assert float(accurate_norm(sparse)) == pytest.approx(5e20, rel=1e-6)
+    assert tensor_norm(sparse) == pytest.approx(5e20, rel=1e-6)
+    duplicated = torch.sparse_coo_tensor([[0, 0]], [3.0, 4.0], (2,))   # one entry stored twice
+    assert tensor_norm(duplicated) == pytest.approx(7.0)
+
+
+def test_the_overflow_threshold_is_on_the_norm_not_the_entries():
+    """No entry is near 1.8e19, yet a float32 sum of squares overflows: the norm is 2e19."""
+    t = torch.full((10**6,), 2e16)
+    assert t.norm().item() == math.inf
+    assert tensor_norm(t) == pytest.approx(2e19, rel=1e-6)
+    # small entries: precision is lost below about 1e-19, zero only below about 2.6e-23
+    assert torch.full((100,), 1e-20).norm().item() == pytest.approx(1e-19, rel=1e-4)
+    assert torch.full((100,), 2e-23).norm().item() == 0.0
+    assert tensor_norm(torch.full((100,), 2e-23)) == pytest.approx(2e-22, rel=1e-6)
+
+
+def test_a_norm_beyond_float64_is_inf_although_the_entries_are_finite():
+    """Documented limit: finite whenever the norm is representable (float64: below 1.8e308)."""
+    t = torch.full((10,), 1.7e308, dtype=torch.float64)
+    assert bool(torch.isfinite(t).all())
+    assert math.isinf(float(accurate_norm(t)))
+    assert math.isinf(tensor_norm(t))

@@ -9,6 +9,7 @@ pass's gradients in ``.grad`` and ``lsuv_`` initializes the weights.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -24,7 +25,10 @@ from gradpath.probes import (
     gradient_norms_by_name,
     nonfinite_parameters,
     parameter_norms_by_name,
+    preserved_rng,
+    preserved_state,
     probe_gradient_norms_by_name,
+    rng_devices,
     tensor_norms,
 )
 from gradpath.through_time import (
@@ -177,3 +181,49 @@ def test_through_time_probes_leave_the_recurrent_model_as_found(probe_name, kind
     assert _same(before["grads"], after["grads"]), ".grad changed"
     assert before["modes"] == after["modes"], "train/eval mode changed"
     assert torch.equal(before["rng"], after["rng"]), "global random state moved"
+
+
+# --------------------------------------------------------------- one RNG rule for every probe
+
+
+def test_rng_devices_lists_each_device_of_the_model_and_the_tensors_once():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    assert rng_devices(model) == [torch.device("cpu")]
+    meta = nn.Linear(2, 2, device="meta")
+    assert rng_devices(model, meta, torch.zeros(1)) == [torch.device("cpu"), torch.device("meta")]
+    with pytest.raises(TypeError, match=r"sources\[1\] must be an nn.Module or a torch.Tensor"):
+        rng_devices(model, "cuda")
+
+
+def test_preserved_rng_forks_the_cpu_and_each_accelerator_in_use(monkeypatch):
+    """The code path for CUDA and MPS, checked on any machine: which forks are opened."""
+    calls = []
+
+    @contextlib.contextmanager
+    def recording_fork(devices=None, device_type=None, **_kw):
+        calls.append((list(devices), device_type))
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", recording_fork)
+    with preserved_rng(["cpu", "cuda:1", torch.device("cuda:0"), "cuda:1", "mps:0", "meta"]):
+        pass
+    assert calls == [([], None), ([1, 0], "cuda"), ([0], "mps")]
+
+
+def test_preserved_rng_restores_the_cpu_state_even_after_an_error():
+    before = torch.get_rng_state().clone()
+    with pytest.raises(RuntimeError, match="inside"), preserved_rng([torch.device("cpu")]):
+        torch.rand(10)
+        raise RuntimeError("inside")
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_preserved_state_restores_cuda_dropout_draws():
+    """A probe on a CUDA model: dropout's CUDA draws inside leave the CUDA state as it was."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).cuda().train()
+    before = torch.cuda.get_rng_state().clone()
+    with preserved_state(model):
+        model(torch.ones(8, 4, device="cuda"))
+        assert not torch.equal(torch.cuda.get_rng_state(), before)   # dropout drew numbers
+    assert torch.equal(torch.cuda.get_rng_state(), before)

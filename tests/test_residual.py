@@ -150,6 +150,23 @@ def test_output_scale_explodes_without_normalization_and_not_with_it():
         output_scale_by_depth(data, [], width=16)
 
 
+def test_output_scale_reports_inf_and_nan_as_they_are():
+    """Overflow is not rewritten: the stream's first overflowing block holds inf entries and no
+    nan (its RMS is inf); the next block computes inf − inf, and its RMS is nan."""
+    data = _data(64)
+    net = DeepMLP(data.features, data.outputs, width=16, depth=400, activation="relu",
+                  init="he_normal", residual=True, residual_order="pre",
+                  generator=torch.Generator().manual_seed(0))
+    rms = residual_stream_statistics(net, data.x[:128]).rms
+    first = next(i for i, v in enumerate(rms) if not math.isfinite(v))    # block 340 here
+    assert math.isinf(rms[first]) and math.isnan(rms[first + 1])
+    depth = first + 2                            # blocks 0..first, then the head
+    before, at, after = output_scale_by_depth(data, [depth - 1, depth, depth + 1], width=16)
+    assert math.isfinite(before) and before > 1e30
+    assert math.isinf(at)
+    assert math.isnan(after)
+
+
 # --------------------------------------------------------------------------- lesions and paths
 
 

@@ -95,21 +95,25 @@ FAN_MODES = ("fan_in", "fan_out")
 
 
 def expected_weight_std(scheme: str, fan_in: int, fan_out: int, *, scale: float | None = None,
-                        gain: float | None = None, mode: str = "fan_in") -> float:
+                        gain: float | None = None, mode: str = "fan_in",
+                        activation: str = "relu") -> float:
     """The standard deviation of a weight that :func:`initialize_` draws with ``scheme``.
 
     ``gain`` is the gain used (``None``: each scheme's default in :func:`initialize_`, 1 for
-    Xavier and orthogonal, ``sqrt(2)`` for He). Orthogonal
+    Xavier and orthogonal, ``sqrt(2)`` for He, or for He with ``activation="leaky_relu"``
+    leaky ReLU's ``sqrt(2 / (1 + 0.01²))``, as :func:`initialize_` with that activation).
+    ``activation`` matters only there. Orthogonal
     rows (or columns, if there are more rows than columns) have unit norm, so an entry's
     variance is ``gain**2 / max(fan_in, fan_out)``. ``pytorch_default`` is
     ``U(±1/sqrt(fan_in))``. ``mode`` picks He's fan.
 
     Raises:
-        ValueError: for an unknown scheme or mode, non-positive fans, a missing, non-positive or
-            non-finite ``scale`` (uniform/normal) or ``gain``.
+        ValueError: for an unknown scheme, mode or activation, non-positive fans, a missing,
+            non-positive or non-finite ``scale`` (uniform/normal) or ``gain``.
         TypeError: for fans that are not integers, or a scale or gain that is not a number.
     """
     _check_fans(fan_in, fan_out)
+    he_default = _he_gain(activation)
     if gain is not None:
         check_finite_positive("gain", gain)
     if scheme in ("uniform", "normal"):
@@ -120,13 +124,23 @@ def expected_weight_std(scheme: str, fan_in: int, fan_out: int, *, scale: float 
     if scheme in ("xavier_uniform", "xavier_normal"):
         return xavier_std(fan_in, fan_out, 1.0 if gain is None else gain)
     if scheme in ("he_uniform", "he_normal"):
-        return he_std(_fan(fan_in, fan_out, mode), math.sqrt(2.0) if gain is None else gain)
+        return he_std(_fan(fan_in, fan_out, mode), he_default if gain is None else gain)
     if scheme == "orthogonal":
         return (1.0 if gain is None else gain) / math.sqrt(max(fan_in, fan_out))
     if scheme == "pytorch_default":
         return uniform_std(pytorch_default_bound(fan_in))
     raise ValueError(f"unknown initialization {scheme!r}; valid choices are "
                      f"{', '.join(INITIALIZATIONS)}")
+
+
+def _he_gain(activation: str) -> float:
+    """He's gain in :func:`initialize_`: ``sqrt(2)``, leaky ReLU its own (raises for an unknown
+    activation)."""
+    # "He initialization" means the ReLU-family gain whatever follows the layer, as in
+    # torch.nn.init.kaiming_normal_(nonlinearity="relu"); leaky ReLU uses its own slope.
+    if get_activation(activation).gain_name == "leaky_relu":
+        return activation_gain(activation)
+    return math.sqrt(2.0)
 
 
 def _fan(fan_in: int, fan_out: int, mode: str) -> int:
@@ -150,8 +164,9 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
       leaky ReLU uses its own slope), ``fan`` the fan-in or, with ``mode="fan_out"``, fan-out;
     - ``orthogonal``: Saxe et al. (2014), a random orthogonal matrix with gain 1 (every
       singular value 1, as ``torch.nn.init.orthogonal_`` by default); pass
-      ``gain=activation_gain(activation)`` for the activation's gain (Saxe et al. scale their
-      nonlinear networks by such a gain; the course's ``"orthogonal"`` recipe does);
+      ``gain=activation_gain(activation)`` for PyTorch's ``calculate_gain`` of the activation
+      (a PyTorch convention, not Saxe et al.'s: they used gains near 1 for tanh, at its edge of
+      chaos, and did not study ReLU); the course's ``"orthogonal_act_gain"`` recipe does that;
     - ``uniform`` / ``normal``: ``U(-scale, scale)`` / ``N(0, scale²)``;
     - ``pytorch_default``: ``nn.Linear.reset_parameters``, ``U(±1/sqrt(fan_in))``.
 
@@ -186,10 +201,7 @@ def initialize_(model: nn.Module, scheme: str, *, scale: float | None = None,
     check_generator("generator", generator)
     _fan(1, 1, mode)  # validates mode
     _linear_layers(model, "initialize_")
-    act = get_activation(activation)
-    # "He initialization" means the ReLU-family gain whatever follows the layer, as in
-    # torch.nn.init.kaiming_normal_(nonlinearity="relu"); leaky ReLU uses its own slope.
-    he_gain = activation_gain(activation) if act.gain_name == "leaky_relu" else math.sqrt(2.0)
+    he_gain = _he_gain(activation)
     # Glorot & Bengio's rule has no gain: torch.nn.init.xavier_*_ default to gain=1; so does
     # torch.nn.init.orthogonal_.
     xavier_gain = orthogonal_gain = 1.0
@@ -451,8 +463,8 @@ RECIPES: dict[str, Recipe] = {
     "pytorch_default": Recipe("pytorch_default", "PyTorch default", "pytorch_default"),
     "xavier": Recipe("xavier", "Xavier/Glorot", "xavier_uniform", gain=1.0),
     "he": Recipe("he", "He/Kaiming", "he_normal"),
-    "orthogonal": Recipe("orthogonal", "orthogonal × activation gain", "orthogonal",
-                         gain=ACTIVATION_GAIN),
+    "orthogonal_act_gain": Recipe("orthogonal_act_gain", "orthogonal × activation gain",
+                                  "orthogonal", gain=ACTIVATION_GAIN),
     "lsuv": Recipe("lsuv", "LSUV", "lsuv"),
 }
 

@@ -1,10 +1,14 @@
-"""Norms that do not lie: reductions that are right for every finite input.
+"""Norms that do not lie: reductions that are right for every finite input whose result the
+result's dtype can hold.
 
-A float32 sum of squares overflows once an entry passes about ``1.8e19`` (its square passes
-float32's largest number, ``3.4e38``) and underflows to zero once the entries fall below about
-``1e-19`` (squares below float32's smallest), although the entries themselves are perfectly
-finite: ``torch.full((100,), 1e20).norm()`` is ``inf`` and ``torch.full((100,), 1e-26).norm()``
-is ``0``. ``torch.nn.utils.clip_grad_norm_`` inherits the same behaviour.
+A float32 sum of squares overflows once the norm passes about ``1.8e19`` (the sum passes
+float32's largest number, ``3.4e38``): a single entry above ``1.8e19`` is enough, and so are
+``10**6`` entries of ``2e16``. It loses precision once the entries fall below about ``1e-19``
+(their squares fall below float32's smallest normal number, ``1.2e-38``) and gives zero once
+they fall below about ``2.6e-23`` (squares below half the smallest subnormal, ``1.4e-45``),
+although the entries themselves are perfectly finite: ``torch.full((100,), 1e20).norm()`` is
+``inf`` and ``torch.full((100,), 1e-26).norm()`` is ``0``. ``torch.nn.utils.clip_grad_norm_``
+inherits the same behaviour.
 
 Every norm gradpath reports comes from :func:`tensor_norms`: a fast float32 reduction where it
 is provably exact (no overflow happened, and lost tiny squares cannot matter), and float64
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+_COMPRESSED = (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
 
 
 def _fast_norm_list(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -148,14 +153,18 @@ def _float64_capable(device: torch.device) -> bool:
 
 
 def accurate_norm(tensor: torch.Tensor) -> torch.Tensor:
-    """The L2 norm of ``tensor`` as a 0-d tensor on its device, right for every finite input.
+    """The L2 norm of ``tensor`` as a 0-d tensor on its device: finite for finite entries
+    whenever the norm itself is representable in the result's dtype.
 
     float16/bfloat16/float32 entries are accumulated in float64 (the square of float32's
     largest number, 1.2e77, and of its smallest, 2e-90, are both comfortably inside float64);
     float64 tensors, and every tensor on a device without float64 (MPS), are divided by their
-    largest entry first. A sparse tensor's stored values are used. The result is float64 (float32
-    on MPS); ``inf`` if an entry is infinite, ``nan`` if an entry is ``nan``. Example: 100
-    entries of ``1e20`` give ``1e21``, 100 of ``1e-26`` give ``1e-25``.
+    largest entry first. A sparse tensor's stored values are used (COO, and the compressed
+    layouts CSR/CSC/BSR/BSC). The result is float64 (float32 on MPS); ``inf`` if an entry is
+    infinite, ``nan`` if an entry is ``nan``, and also ``inf`` when finite entries have a norm
+    beyond the result's largest number (float64: ``1.8e308``, e.g. 10 entries of ``1.7e308``;
+    float32 on MPS: ``3.4e38``). Example: 100 entries of ``1e20`` give ``1e21``, 100 of
+    ``1e-26`` give ``1e-25``.
 
     Raises:
         TypeError: if ``tensor`` is not a floating-point tensor.
@@ -164,9 +173,7 @@ def accurate_norm(tensor: torch.Tensor) -> torch.Tensor:
         what = (f"dtype {tensor.dtype}" if isinstance(tensor, torch.Tensor)
                 else type(tensor).__name__)
         raise TypeError(f"tensor must be a floating-point torch.Tensor, got {what}")
-    t = tensor.detach()
-    if t.is_sparse:
-        t = t.coalesce().values()
+    t = _stored_values(tensor.detach())
     capable = _float64_capable(t.device)
     if t.numel() == 0:
         return torch.zeros((), dtype=torch.float64 if capable else torch.float32,
@@ -174,6 +181,16 @@ def accurate_norm(tensor: torch.Tensor) -> torch.Tensor:
     if t.dtype != torch.float64 and capable:
         return torch.linalg.vector_norm(t, dtype=torch.float64)
     return _scaled_norm(t.float() if t.dtype in _LOW_PRECISION else t)
+
+
+def _stored_values(t: torch.Tensor) -> torch.Tensor:
+    """A sparse tensor's stored values (COO coalesced first, so duplicates add up; CSR, CSC, BSR,
+    BSC as stored); a strided tensor itself. The norm of the values is the tensor's norm."""
+    if t.is_sparse:
+        return t.coalesce().values()
+    if t.layout in _COMPRESSED:
+        return t.values()
+    return t
 
 
 def _exact_norm(t: torch.Tensor) -> float:
@@ -201,16 +218,19 @@ def _settle(values: list[float], tensors: Sequence[torch.Tensor],
 
 
 def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
-    """The L2 norm of each tensor, as Python floats; right for every finite input.
+    """The L2 norm of each tensor, as Python floats; right for every finite input whose norm is
+    representable (see :func:`accurate_norm`).
 
     One fused reduction on the tensors' device and one transfer to the host; a norm that float32
-    could not have computed exactly (entries above about ``1.8e19`` or below about ``1e-19``) is
-    recomputed with float64 accumulation (scaled by the largest entry on devices without
-    float64). Example: 100 entries of ``1e20`` give ``1e21``, and 100 entries of ``1e-26`` give
-    ``1e-25`` (a float32 ``Tensor.norm()`` gives ``inf`` and ``0``).
+    could not have computed exactly (a sum of squares that overflowed, once the norm passes about
+    ``1.8e19``, or one too small to trust, entries below about ``1e-19``) is recomputed with
+    float64 accumulation (scaled by the largest entry on devices without float64). Example: 100
+    entries of ``1e20`` give ``1e21``, and 100 entries of ``1e-26`` give ``1e-25`` (a float32
+    ``Tensor.norm()`` gives ``inf`` and ``0``).
 
     Args:
-        tensors: any floating tensors (float16, bfloat16, float32, float64), on one device.
+        tensors: any floating tensors (float16, bfloat16, float32, float64; strided or sparse:
+            COO, CSR, CSC, BSR, BSC), on one device.
 
     Returns:
         One norm per tensor; ``inf`` or ``nan`` exactly when the tensor has an ``inf`` or ``nan``
@@ -230,6 +250,7 @@ def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[float]:
             raise TypeError(f"tensors[{i}] must be a floating-point tensor, got {what}")
     if not ts:
         return []
+    ts = [_stored_values(t.detach()) for t in ts]
     fast = _fast_norms(ts)
     return _settle(fast.tolist(), ts, _reliable_limits(ts))
 

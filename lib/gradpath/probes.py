@@ -9,20 +9,23 @@
 
 Every norm, mean and standard deviation is computed with :mod:`gradpath.numerics`, so finite
 entries give the right finite answer however large or small they are (a float32 sum of squares
-overflows past entries of about ``1.8e19`` and underflows below about ``1e-19``), and whether
+overflows once the norm passes about ``1.8e19``, and loses precision once the entries fall below
+about ``1e-19``), and whether
 something is non-finite is decided from the tensors (``torch.isfinite``), never from a norm.
 
 Probes leave a model as they found it: parameters, buffers (BatchNorm's running statistics and
 ``num_batches_tracked``), ``.grad`` fields, train/eval mode and the global random-number state,
 unless the docstring says otherwise (:func:`backward_signal_norms` leaves the gradients of the
-pass it ran in ``.grad``). :func:`preserved_state` is the context manager that does it.
+pass it ran in ``.grad``). :func:`preserved_state` is the context manager that does it, and
+:func:`preserved_rng` its random-number part: one rule, the CPU's state and that of every
+accelerator device the model's tensors live on (:func:`rng_devices`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -44,10 +47,68 @@ __all__ = [
     "LayerActivations", "activation_statistics", "as_float64", "backward_signal_norms",
     "combined_norm", "dead_fraction", "first_nonfinite", "float64_statistics",
     "global_gradient_norm", "gradient_norms_by_layer", "nonfinite_parameters",
-    "preserved_state", "saturated_fraction", "tensor_norm", "tensor_norms", "weight_layers",
+    "preserved_rng", "preserved_state", "rng_devices", "saturated_fraction", "tensor_norm",
+    "tensor_norms", "weight_layers",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def rng_devices(*sources: nn.Module | torch.Tensor) -> list[torch.device]:
+    """The devices that the given modules' parameters and buffers, and the given tensors, live
+    on, each once, in order of first appearance (the CPU included when it is one of them).
+
+    Raises:
+        TypeError: for a source that is neither an ``nn.Module`` nor a tensor.
+    """
+    found: list[torch.device] = []
+    for i, source in enumerate(sources):
+        if isinstance(source, nn.Module):
+            tensors: list[torch.Tensor] = [*source.parameters(), *source.buffers()]
+        elif isinstance(source, torch.Tensor):
+            tensors = [source]
+        else:
+            raise TypeError(f"sources[{i}] must be an nn.Module or a torch.Tensor, got "
+                            f"{type(source).__name__}")
+        for t in tensors:
+            if t.device not in found:
+                found.append(t.device)
+    return found
+
+
+def _rng_forks(devices: Iterable[torch.device | str]) -> dict[str, list[int]]:
+    """Per accelerator type (``"cuda"``, ``"mps"``, ...), the device indices whose random state
+    :func:`preserved_rng` saves; the CPU (always saved) and ``meta`` (no state) are left out."""
+    forks: dict[str, list[int]] = {}
+    for d in devices:
+        device = torch.device(d)
+        if device.type in ("cpu", "meta"):
+            continue
+        index = device.index
+        if index is None:                 # "cuda" means the current device; MPS has one, 0
+            module = torch.get_device_module(device.type)
+            index = int(module.current_device()) if hasattr(module, "current_device") else 0
+        indices = forks.setdefault(device.type, [])
+        if index not in indices:
+            indices.append(index)
+    return forks
+
+
+@contextlib.contextmanager
+def preserved_rng(devices: Iterable[torch.device | str] = ()) -> Iterator[None]:
+    """Run a block and put back the global random state of the CPU and of every accelerator
+    device in ``devices`` (e.g. :func:`rng_devices` of a model and its input).
+
+    One rule for every probe: ``torch.random.fork_rng`` over the devices in use, one fork per
+    device type. A device's state is saved on entry even when nothing has used that device yet
+    (saving it initializes it), so dropout drawn inside the block, on the CPU or on the device,
+    leaves no trace outside it.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=[]))       # the CPU
+        for kind, indices in _rng_forks(devices).items():
+            stack.enter_context(torch.random.fork_rng(devices=indices, device_type=kind))
+        yield
 
 
 @contextlib.contextmanager
@@ -55,29 +116,22 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
     """Run a block and put back the model's buffers, train/eval modes and the global RNG state.
 
     Buffers (e.g. BatchNorm's ``running_mean``, ``running_var``, ``num_batches_tracked``) are
-    copied back in place; every submodule gets back its own ``training`` flag; the CPU random
-    state, and CUDA's or MPS's when they are in use, are restored, so dropout inside the block
-    draws numbers that the rest of the program never notices.
+    copied back in place; every submodule gets back its own ``training`` flag; the random state
+    of the CPU and of every accelerator device the model's parameters and buffers live on is
+    restored (:func:`preserved_rng`), so dropout inside the block draws numbers that the rest of
+    the program never notices.
     """
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     modes = [(m, m.training) for m in model.modules()]
-    cpu_state = torch.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    mps_state = (torch.mps.get_rng_state()
-                 if torch.backends.mps.is_available() else None)
     try:
-        yield
+        with preserved_rng(rng_devices(model)):
+            yield
     finally:
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
         for m, training in modes:
             m.training = training
-        torch.set_rng_state(cpu_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
-        if mps_state is not None:
-            torch.mps.set_rng_state(mps_state)
 
 
 def weight_layers(model: nn.Module) -> list[nn.Module]:

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from gradpath._checks import check_int, check_tensor
+from gradpath.probes import preserved_rng
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 Cell = Callable[[torch.Tensor, Any], Any]
@@ -296,11 +297,10 @@ def unroll(model: nn.Module | Cell, x: torch.Tensor, state: State | None = None,
 
 @contextlib.contextmanager
 def _quiet(devices: Sequence[torch.device]) -> Iterator[None]:
-    """Restore the RNG state afterwards (dropout draws from it); cuDNN off (its RNN backward
-    refuses eval mode and float64)."""
-    cuda = [d.index if d.index is not None else torch.cuda.current_device()
-            for d in devices if d.type == "cuda"]
-    with torch.random.fork_rng(devices=cuda), torch.backends.cudnn.flags(enabled=False):
+    """Restore the RNG state afterwards (dropout draws from it), by the probes' one rule
+    (:func:`gradpath.probes.preserved_rng`); cuDNN off (its RNN backward refuses eval mode and
+    float64)."""
+    with preserved_rng(devices), torch.backends.cudnn.flags(enabled=False):
         yield
 
 

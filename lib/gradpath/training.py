@@ -62,7 +62,7 @@ class TrainingHistory:
         stopped_early: whether training stopped at a non-finite step instead of running all steps.
 
     Every norm is the true norm of finite entries, even past float32's reach for sums of squares
-    (entries above about ``1.8e19``): ``inf``/``nan`` appear exactly where a tensor holds one.
+    (a norm above about ``1.8e19``): ``inf``/``nan`` appear exactly where a tensor holds one.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -188,8 +188,8 @@ def train(model: nn.Module, data: Dataset, *, steps: int, lr: float, optimizer: 
         clip_norm: if set, rescale all gradients together so their global norm is at most this,
             after ``backward`` and before ``step``: ``torch.nn.utils.clip_grad_norm_``'s rule
             (multiply by ``min(1, clip_norm / (norm + 1e-6))``), but with the global norm computed
-            without float32 overflow, so a finite gradient above ``1.8e19`` per entry is scaled
-            down instead of being zeroed.
+            without float32 overflow, so a finite gradient whose norm is above ``1.8e19`` is
+            scaled down instead of being zeroed.
         clip_value: if set, clamp every gradient entry to ``[-clip_value, clip_value]``
             (``torch.nn.utils.clip_grad_value_``).
         seed: seeds the minibatch order.

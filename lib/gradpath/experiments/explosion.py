@@ -12,7 +12,8 @@
   before it: a scale-free alarm that does not depend on the units of the loss.
 - :func:`overflow_trace` runs one forward and backward pass and reports, from the tensors, what
   overflowed: which layer's pre-activations first hold ``inf``/``nan``, whether the loss and the
-  gradient entries are finite, and what a float32 norm makes of finite entries above ``1.8e19``.
+  gradient entries are finite, and what a float32 norm makes of a finite gradient whose norm is
+  above ``1.8e19``.
 - :func:`plot_symptoms` draws loss, global gradient norm and weight norms of one run side by side.
 """
 
@@ -270,7 +271,8 @@ class OverflowTrace:
         global_norm: the norm of all parameter gradients together, right for every finite entry
             (:func:`gradpath.probes.tensor_norms`).
         float32_norm: the same norm summed in float32, the way ``clip_grad_norm_`` computes it: it
-            is ``inf`` as soon as an entry passes about ``1.8e19`` although every entry is finite.
+            is ``inf`` as soon as the norm passes about ``1.8e19`` (one entry above it is enough)
+            although every entry is finite.
             This field is float32 on purpose (the chapter shows what ``clip_grad_norm_`` sees);
             every other number here is right for finite entries.
     """

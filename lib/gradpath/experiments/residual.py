@@ -118,8 +118,8 @@ def residual_stream_statistics(model: nn.Module, x: torch.Tensor) -> StreamStati
     """Run ``x`` through ``model`` and describe the output of every block in ``model.blocks``.
 
     Every statistic is accumulated in float64 (:func:`gradpath.numerics.as_float64`), so
-    finite outputs give finite answers (a float32 mean of squares overflows once an entry passes
-    about ``1.8e19``). Non-finite outputs are reported as ``inf``/``nan``, not raised.
+    finite outputs give finite answers (a float32 sum of squares overflows once the entries' norm
+    passes about ``1.8e19``). Non-finite outputs are reported as ``inf``/``nan``, not raised.
     """
     blocks = getattr(model, "blocks", None)
     if blocks is None:
@@ -164,8 +164,13 @@ def output_scale_by_depth(data: Dataset, depths: Sequence[int], *, width: int,
                           norm: str | None = None, residual: bool = True,
                           residual_order: str = "pre", zero_branches: bool = False,
                           seed: int = 0, examples: int = 128) -> list[float]:
-    """For each depth, the RMS of the last block's output of a fresh network (``inf`` if it
-    overflowed): how large the signal that reaches the head has become."""
+    """For each depth, the RMS of the last block's output of a fresh network: how large the
+    signal that reaches the head has become.
+
+    Overflow is reported as it is, not rewritten: ``inf`` when some entry of that output is
+    ``inf`` and none is ``nan``; ``nan`` once one is ``nan`` (in float32, a block after the first
+    ``inf`` computes ``inf − inf``). Both are non-finite; test with ``math.isfinite``.
+    """
     if not depths:
         raise ValueError("need at least one depth")
     scales = []
@@ -177,7 +182,7 @@ def output_scale_by_depth(data: Dataset, depths: Sequence[int], *, width: int,
         if zero_branches:
             zero_residual_branches_(model)
         value = residual_stream_statistics(model, data.x[:examples]).rms[-1]
-        scales.append(value if math.isfinite(value) else math.inf)
+        scales.append(value)
     return scales
 
 
