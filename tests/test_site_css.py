@@ -213,6 +213,10 @@ def test_a_chapter_looks_as_it_did_with_its_separate_style_sheets(server, browse
         page.wait_for_function("document.fonts.status === 'loaded' && Array.from("
                                "document.styleSheets).every(s => s.media.mediaText !== 'print')")
         assert not failed, failed
+        # the theme fades colours in when it sets dark mode: compare where they end
+        page.add_style_tag(content="*, *::before, *::after { transition: none !important; "
+                                   "animation: none !important }")
+        page.wait_for_timeout(200)
         styles.append(page.evaluate(_STYLES))
         context.close()
     bundled, separate = styles
