@@ -24,8 +24,8 @@ The book's Sphinx build loads this module as an extension (``_config.yml`` →
    again instead of showing the old questions (:func:`drop_stale_executions`);
 7. last of all (after :mod:`gradpath.book.mathrender` has linked its ``math.css``), makes each
    page's style sheets one render-blocking request: they are concatenated, in order, into
-   ``_static/gradpath-site.<hash>.css`` with their ``url()`` paths rewritten and ``@import``\ s
-   inlined, and Font Awesome's sheet loads without blocking the first paint
+   ``_static/gradpath-site.<hash>.css`` with their ``url()`` paths rewritten and ``@import``
+   rules inlined, and Font Awesome's sheet loads without blocking the first paint
    (:func:`bundle_page_css`). Fifteen blocking sheets held a phone's first paint for seconds.
 """
 
@@ -536,6 +536,78 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
     return "".join(pieces) + body
 
 
+_ICON_NAME = re.compile(r"\bfa-[a-z0-9]+(?:-[a-z0-9]+)*")
+_ICON_RULE = re.compile(
+    r"((?:\.fa-[a-z0-9-]+:(?:before|after),?)+)\{content:\"\\([0-9a-f]{4,5})\"\}")
+_ICON_ESCAPE = re.compile(r"\\(f[0-9a-f]{3}|e[0-9a-f]{3})\b", re.IGNORECASE)
+_ICON_SOURCES = re.compile(
+    r"url\((\.\./webfonts/(fa-(?:solid-900|regular-400|brands-400)))\.woff2\) format\(\"woff2\"\),"
+    r"url\(\.\./webfonts/fa-(?:solid-900|regular-400|brands-400)\.ttf\) format\(\"truetype\"\)")
+
+
+def icons_in_use(outdir: Path, css: str) -> set[int]:
+    """The code points of every Font Awesome icon the built site can draw: each ``fa-*`` class
+    named in a page or a script (the theme's scripts switch icons), mapped through Font
+    Awesome's ``css``, and every private-use character (U+E000-U+F8FF) another style sheet draws
+    in an icon font (the theme's admonition and link icons)."""
+    names: set[str] = set()
+    points: set[int] = set()
+    for path in outdir.rglob("*"):
+        if not path.is_file() or "fontawesome" in path.as_posix() \
+                or path.suffix not in (".html", ".js", ".css"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        names.update(_ICON_NAME.findall(text))
+        if path.suffix == ".css":
+            points.update(ord(c) for c in text if 0xE000 <= ord(c) <= 0xF8FF)
+            points.update(int(m, 16) for m in _ICON_ESCAPE.findall(text))
+    for rule in _ICON_RULE.finditer(css):
+        if any(sel.split(":")[0][1:] in names for sel in rule.group(1).split(",") if sel):
+            points.add(int(rule.group(2), 16))
+    return points
+
+
+def subset_icon_fonts(outdir: Path) -> int:
+    """Cut Font Awesome's fonts down to the icons the site uses (:func:`icons_in_use`).
+
+    The solid and brands fonts are 270 kB (WOFF2) for the dozen icons of the page header; a
+    phone downloads them while the page first paints. Each is subset (fontTools) from its
+    TrueType file into ``webfonts/gradpath-<font>.woff`` and Font Awesome's style sheet is
+    pointed at the subsets (in place; the originals stay). Returns the number of fonts subset
+    (0 when Font Awesome or fontTools is missing).
+    """
+    try:
+        from fontTools import subset
+    except ImportError:  # pragma: no cover - fontTools comes with matplotlib
+        return 0
+    done = 0
+    vendor = outdir / "_static" / "vendor" / "fontawesome"
+    for css_path in sorted(vendor.glob("*/css/all.min.css")):
+        css = css_path.read_text(encoding="utf-8")
+        points = icons_in_use(outdir, css)
+        webfonts = css_path.parent.parent / "webfonts"
+        for stem in ("fa-solid-900", "fa-regular-400", "fa-brands-400"):
+            source = webfonts / f"{stem}.ttf"
+            if not source.is_file():
+                continue
+            options = subset.Options()
+            options.flavor = "woff"
+            options.layout_features = ["*"]
+            options.notdef_outline = True
+            font = subset.load_font(str(source), options)
+            subsetter = subset.Subsetter(options)
+            subsetter.populate(unicodes=sorted(points))
+            subsetter.subset(font)
+            subset.save_font(font, str(webfonts / f"gradpath-{stem}.woff"), options)
+            font.close()
+            done += 1
+        new = _ICON_SOURCES.sub(lambda m: f'url(../webfonts/gradpath-{m.group(2)}.woff) '
+                                          'format("woff")', css)
+        if new != css:
+            css_path.write_text(new, encoding="utf-8")
+    return done
+
+
 def _compress_images(folder: Path) -> None:
     """Re-encode the book's PNG figures with a 256-colour palette (alpha kept), where smaller.
 
@@ -598,6 +670,7 @@ def _bundle_styles(app: Any, exception: Exception | None) -> None:
         return
     outdir = Path(app.outdir)
     static = outdir / "_static"
+    subset_icon_fonts(outdir)
     for old in static.glob(f"{BUNDLE_PREFIX}*.css"):
         old.unlink()
     bundles: dict[tuple[str, ...], str] = {}
