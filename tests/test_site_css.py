@@ -223,3 +223,64 @@ def test_a_chapter_looks_as_it_did_with_its_separate_style_sheets(server, browse
     assert len(bundled) == len(separate) > 500
     differ = [(a, b) for a, b in zip(bundled, separate, strict=True) if a != b]
     assert not differ, f"{len(differ)} elements styled differently, e.g. {differ[:3]}"
+
+
+# ----------------------------------------------------------------------------- icon fonts
+
+def _fontawesome() -> Path:
+    theme = pytest.importorskip("pydata_sphinx_theme")
+    found = sorted(Path(theme.__file__).parent.rglob("fontawesome/*/webfonts/fa-solid-900.ttf"))
+    if not found:
+        pytest.skip("the theme ships no Font Awesome fonts")
+    return found[0].parent
+
+
+def _cmap(path: Path) -> set[int]:
+    from fontTools.ttLib import TTFont
+
+    with TTFont(str(path)) as font:
+        return set(font.getBestCmap())
+
+
+def test_icon_fonts_are_cut_to_the_icons_the_site_names(tmp_path):
+    fonts = tmp_path / "_static" / "vendor" / "fontawesome" / "6.5.2"
+    (fonts / "css").mkdir(parents=True)
+    shutil.copytree(_fontawesome(), fonts / "webfonts")
+    face = ('@font-face{{font-display:block;font-family:"F";font-weight:{w};src:url(../webfonts/'
+            '{f}.woff2) format("woff2"),url(../webfonts/{f}.ttf) format("truetype")}}')
+    (fonts / "css" / "all.min.css").write_text(
+        face.format(w=900, f="fa-solid-900") + face.format(w=400, f="fa-brands-400")
+        + '.fa-bars:before,.fa-navicon:before{content:"\\f0c9"}'
+        + '.fa-anchor:before{content:"\\f13d"}.fa-github:before{content:"\\f09b"}')
+    (tmp_path / "_static" / "theme.css").write_text('.x:before{content:"\uf058"}')
+    (tmp_path / "page.html").write_text('<i class="fa-solid fa-navicon"></i><i class="fa-github">')
+    assert site.subset_icon_fonts(tmp_path) == 3
+    css = (fonts / "css" / "all.min.css").read_text()
+    assert "woff2" not in css
+    assert 'url(../webfonts/gradpath-fa-solid-900.woff) format("woff")' in css
+    solid = fonts / "webfonts" / "gradpath-fa-solid-900.woff"
+    original = fonts / "webfonts" / "fa-solid-900.woff2"
+    assert solid.stat().st_size < 10_000 < original.stat().st_size
+    assert {0xF0C9, 0xF058} <= _cmap(solid) and 0xF13D not in _cmap(solid)
+    assert 0xF09B in _cmap(fonts / "webfonts" / "gradpath-fa-brands-400.woff")
+    assert site.subset_icon_fonts(tmp_path) == 3  # a second build's pass changes nothing
+    assert (fonts / "css" / "all.min.css").read_text() == css
+
+
+@pytest.mark.browser
+def test_the_built_site_draws_every_icon_it_names_from_the_subset_fonts():
+    css_files = sorted((SITE / "_static" / "vendor" / "fontawesome").glob("*/css/all.min.css"))
+    assert css_files, "the site is not built: run `make book` first"
+    css = css_files[0].read_text(encoding="utf-8")
+    assert ".woff2" not in re.sub(r"fa-v4compatibility\.woff2", "", css)
+    webfonts = css_files[0].parent.parent / "webfonts"
+    covered = set().union(*(_cmap(webfonts / f"gradpath-{stem}.woff")
+                            for stem in ("fa-solid-900", "fa-regular-400", "fa-brands-400")))
+    page = (SITE / CHAPTER).read_text(encoding="utf-8")
+    names = set(re.findall(r'class="[^"]*\b(fa-[a-z0-9-]+)', page)) - {
+        "fa-solid", "fa-regular", "fa-brands", "fa-lg", "fa-fw"}
+    assert {"fa-bars", "fa-github"} <= names
+    for name in names:
+        rule = re.search(r"\." + re.escape(name) + r':before[^{]*\{content:"\\([0-9a-f]+)"', css)
+        if rule:
+            assert int(rule.group(1), 16) in covered, f"{name} is not in the subset fonts"
