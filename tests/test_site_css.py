@@ -1,11 +1,12 @@
 """The site's style sheets: one render-blocking request per page, and every sheet still applied.
 
 :func:`gradpath.book.site.bundle_page_css` concatenates a page's style sheets into one bundle at
-build time (the mobile first paint waited for 15 sheets) and loads Font Awesome without blocking
-the first paint. The unit tests check the rewriting on small sheets; the built-site tests (marker
-``browser``, need ``make book``) check every page's ``<head>`` and, in Chromium with other hosts
-blocked, that a chapter looks exactly as it does with its original sheets: the computed style of
-every element, in light and dark mode and at phone width.
+build time (the mobile first paint waited for 15 sheets), with Font Awesome's sheet and fonts cut
+to the site's icons (:func:`gradpath.book.site.subset_icon_fonts`). The unit tests check the
+rewriting on small sheets; the built-site tests (marker ``browser``, need ``make book``) check
+every page's ``<head>`` and, in Chromium with other hosts blocked, that a chapter looks exactly as
+it does with its original sheets: the computed style of every element, in light and dark mode and
+at phone width.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def test_bundle_page_css_leaves_one_blocking_sheet_in_order_and_is_idempotent(tm
     static = _static(tmp_path)
     page_path = tmp_path / "chapters" / "p.html"
     bundles: dict[tuple[str, ...], str] = {}
-    out = site.bundle_page_css(HEAD, page_path, static, bundles)
+    late = ("vendor/fontawesome/",)  # the site loads nothing late now; the mechanism stays
+    out = site.bundle_page_css(HEAD, page_path, static, bundles, late)
     head, body = out.split("</head>")
     assert body == HEAD.split("</head>")[1]  # the body is not touched
     blocking = [t for t in re.findall(r"<link[^>]*>", head)
@@ -84,11 +86,20 @@ def test_bundle_page_css_leaves_one_blocking_sheet_in_order_and_is_idempotent(tm
     # A second build's pass (Sphinx leaves unchanged pages as they were) bundles the same
     # sheets again from their current text.
     (static / "a.css").write_text(".a { color: red }")
-    again = site.bundle_page_css(out, page_path, static, {})
+    again = site.bundle_page_css(out, page_path, static, {}, late)
     assert again.count("fontawesome/6.5.2/css/all.min.css") == 2
     new = re.search(r'href="\.\./_static/(gradpath-site\.[0-9a-f]+\.css)"', again)
     assert new and new.group(1) != name
     assert ".a { color: red }" in (static / new.group(1)).read_text()
+    # by default Font Awesome is bundled too, as its icons-only sheet where there is one
+    (static / "vendor/fontawesome/6.5.2/css" / site.ICON_CSS).write_text(".fa-bars{x:y}")
+    bundles = {}
+    out = site.bundle_page_css(HEAD, page_path, static, bundles)
+    assert len(_blocking_sheets(out.split("</head>")[0])) == 1 and "<noscript>" not in out
+    (name,) = bundles.values()
+    assert ".fa-bars{x:y}" in (static / name).read_text()
+    text = (static / name).read_text()
+    assert text.index("div.x") < text.index(".fa-bars") < text.index(".a {")
 
 
 def test_bundle_page_css_leaves_a_page_it_cannot_bundle_as_it_is(tmp_path):
@@ -139,7 +150,9 @@ def test_every_page_has_one_render_blocking_style_sheet_with_all_its_sheets():
         if "chapters/" in page.as_posix():
             assert "styles/pydata-sphinx-theme.css" in sheets.group(1)
             assert "gradpath.css" in sheets.group(1) and "learning.css" in sheets.group(1)
-            assert "fontawesome" in head and "media=\"print\"" in head
+            assert "vendor/fontawesome/6.5.2/css/all.min.css" in sheets.group(1)
+            assert "gradpath-fa-solid-900.woff" in text and ".fa-bars:before" in text
+            assert ".fa-anchor:before" not in text  # an icon the site does not draw
 
 
 @pytest.fixture(scope="module")
@@ -254,9 +267,11 @@ def test_icon_fonts_are_cut_to_the_icons_the_site_names(tmp_path):
         + '.fa-anchor:before{content:"\\f13d"}.fa-github:before{content:"\\f09b"}')
     (tmp_path / "_static" / "theme.css").write_text('.x:before{content:"\uf058"}')
     (tmp_path / "page.html").write_text('<i class="fa-solid fa-navicon"></i><i class="fa-github">')
+    original_css = (fonts / "css" / "all.min.css").read_text()
     assert site.subset_icon_fonts(tmp_path) == 3
-    css = (fonts / "css" / "all.min.css").read_text()
-    assert "woff2" not in css
+    assert (fonts / "css" / "all.min.css").read_text() == original_css
+    css = (fonts / "css" / site.ICON_CSS).read_text()
+    assert "woff2" not in css and ".fa-bars:before" in css and ".fa-anchor" not in css
     assert 'url(../webfonts/gradpath-fa-solid-900.woff) format("woff")' in css
     solid = fonts / "webfonts" / "gradpath-fa-solid-900.woff"
     original = fonts / "webfonts" / "fa-solid-900.woff2"
@@ -264,12 +279,12 @@ def test_icon_fonts_are_cut_to_the_icons_the_site_names(tmp_path):
     assert {0xF0C9, 0xF058} <= _cmap(solid) and 0xF13D not in _cmap(solid)
     assert 0xF09B in _cmap(fonts / "webfonts" / "gradpath-fa-brands-400.woff")
     assert site.subset_icon_fonts(tmp_path) == 3  # a second build's pass changes nothing
-    assert (fonts / "css" / "all.min.css").read_text() == css
+    assert (fonts / "css" / site.ICON_CSS).read_text() == css
 
 
 @pytest.mark.browser
 def test_the_built_site_draws_every_icon_it_names_from_the_subset_fonts():
-    css_files = sorted((SITE / "_static" / "vendor" / "fontawesome").glob("*/css/all.min.css"))
+    css_files = sorted((SITE / "_static" / "vendor" / "fontawesome").glob(f"*/css/{site.ICON_CSS}"))
     assert css_files, "the site is not built: run `make book` first"
     css = css_files[0].read_text(encoding="utf-8")
     assert ".woff2" not in re.sub(r"fa-v4compatibility\.woff2", "", css)

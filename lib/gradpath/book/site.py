@@ -25,14 +25,14 @@ The book's Sphinx build loads this module as an extension (``_config.yml`` →
 7. last of all (after :mod:`gradpath.book.mathrender` has linked its ``math.css``), makes each
    page's style sheets one render-blocking request: they are concatenated, in order, into
    ``_static/gradpath-site.<hash>.css`` with their ``url()`` paths rewritten and ``@import``
-   rules inlined, and Font Awesome's sheet loads without blocking the first paint
-   (:func:`bundle_page_css`); Font Awesome's fonts are cut down to the icons the site uses
-   (:func:`subset_icon_fonts`: 275 kB -> 6 kB). Fifteen blocking sheets and the icon fonts
-   held a phone's first paint for seconds.
+   rules inlined (:func:`bundle_page_css`); Font Awesome's sheet and fonts are cut down to the
+   icons the site uses first (:func:`subset_icon_fonts`: fonts 275 kB -> 6 kB). Fifteen
+   blocking sheets and the icon fonts held a phone's first paint for seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import os
@@ -46,7 +46,7 @@ from gradpath.progress import STATIC_BUILD_ENV, is_static_build
 
 __all__ = ["STATIC_BUILD_ENV", "is_static_build", "setup", "plotly_js_path", "slim_html",
            "page_description", "png_description", "PLOTLY_JS", "PLOTLY_MARKER", "SITE_META",
-           "bundle_css", "bundle_page_css", "icons_in_use", "subset_icon_fonts"]
+           "bundle_css", "bundle_page_css", "icons_in_use", "subset_icon_fonts", "ICON_CSS"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 VENDOR_DIR = Path(__file__).parent / "vendor"
@@ -393,9 +393,11 @@ def size_images(page: str, page_path: Path) -> str:
 # ----------------------------------------------------------------------------- style sheets
 
 BUNDLE_PREFIX = "gradpath-site."           # _static/gradpath-site.<hash>.css: a page's sheets
-# Style sheets a page does not need before it paints: Font Awesome draws the header's icons
-# (its font loads only when an icon is drawn anyway). Loaded without blocking the first paint.
-NON_BLOCKING_CSS = ("vendor/fontawesome/",)
+# Style sheets a page does not need before it paints, loaded without blocking the first paint
+# (none now: Font Awesome's sheet, cut to the site's icons, is 3 kB compressed in the bundle;
+# loaded late it made the header's buttons grow when their icons arrived).
+NON_BLOCKING_CSS: tuple[str, ...] = ()
+ICON_CSS = "gradpath-icons.css"            # Font Awesome's sheet for the site's icons only
 _STYLESHEET_LINK = re.compile(r"[ \t]*<link\b(?=[^>]*\brel=\"stylesheet\")[^>]*>[ \t]*\n?",
                               re.IGNORECASE)
 _HREF = re.compile(r"\bhref=\"([^\"]*)\"", re.IGNORECASE)
@@ -465,8 +467,16 @@ def bundle_css(path: Path, static: Path, _seen: frozenset[Path] = frozenset()) -
     return _CSS_TOKEN.sub(rewrite, text).strip()
 
 
+def _bundled_source(sheet: Path) -> Path:
+    icons = sheet.with_name(ICON_CSS)
+    if sheet.name == "all.min.css" and "fontawesome" in sheet.as_posix() and icons.is_file():
+        return icons
+    return sheet
+
+
 def bundle_page_css(page: str, page_path: Path, static: Path,
-                    bundles: dict[tuple[str, ...], str]) -> str:
+                    bundles: dict[tuple[str, ...], str],
+                    non_blocking: tuple[str, ...] = NON_BLOCKING_CSS) -> str:
     """Make a built page load its style sheets with one render-blocking request.
 
     The page's local style sheets in ``<head>`` (files under ``static``), in their order, are
@@ -474,7 +484,9 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
     the same sheets share one bundle, remembered in ``bundles``), whose link takes the first
     sheet's place and lists the bundled sheets in ``data-gradpath-sheets`` (so that a page
     Sphinx does not rewrite on the next build is bundled again from the current sheets).
-    Sheets matching :data:`NON_BLOCKING_CSS` are not bundled: they load with ``media="print"``
+    Font Awesome's ``all.min.css`` is bundled as its :data:`ICON_CSS` where
+    :func:`subset_icon_fonts` wrote one. Sheets whose path contains one of ``non_blocking``
+    are not bundled: they load with ``media="print"``
     switched to ``all`` once loaded (and a ``<noscript>`` link), placed after the bundle; only
     the theme's sheet, which comes before them, styles their classes, so the cascade is as
     before. A sheet with a ``media`` attribute, a remote sheet, or a sheet that cannot be
@@ -484,7 +496,7 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
     if end < 0:
         return page
     head, body = page[:end], page[end:]
-    head = _NOSCRIPT_LINK.sub(lambda m: "" if any(part in m.group(0) for part in NON_BLOCKING_CSS)
+    head = _NOSCRIPT_LINK.sub(lambda m: "" if any(part in m.group(0) for part in non_blocking)
                               else m.group(0), head)
     links = list(_STYLESHEET_LINK.finditer(head))
     prefix = Path(os.path.relpath(static, page_path.parent)).as_posix()
@@ -500,7 +512,7 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
         if href is None:
             return page
         reference = html.unescape(href.group(1)).split("?")[0].split("#")[0]
-        if any(part in reference for part in NON_BLOCKING_CSS):
+        if any(part in reference for part in non_blocking):
             if href.group(1) not in deferred:
                 deferred.append(href.group(1))
             continue
@@ -514,7 +526,8 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
     key = tuple(Path(os.path.relpath(t.resolve(), static.resolve())).as_posix() for t in sheets)
     if key not in bundles:
         try:
-            parts = [f"/* {name} */\n" + bundle_css(static / name, static) for name in key]
+            parts = [f"/* {name} */\n" + bundle_css(_bundled_source(static / name), static)
+                     for name in key]
         except (ValueError, OSError, UnicodeDecodeError):
             return page
         text = '@charset "UTF-8";\n' + "\n".join(parts) + "\n"
@@ -557,6 +570,7 @@ def icons_in_use(outdir: Path, css: str) -> set[int]:
     points: set[int] = set()
     for path in outdir.rglob("*"):
         if not path.is_file() or "fontawesome" in path.as_posix() \
+                or path.name.startswith(BUNDLE_PREFIX) \
                 or path.suffix not in (".html", ".js", ".css"):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -570,13 +584,19 @@ def icons_in_use(outdir: Path, css: str) -> set[int]:
     return points
 
 
-def subset_icon_fonts(outdir: Path) -> int:
-    """Cut Font Awesome's fonts down to the icons the site uses (:func:`icons_in_use`).
+def _keep_icon(points: frozenset[int], rule: re.Match[str]) -> str:
+    return rule.group(0) if int(rule.group(2), 16) in points else ""
 
-    The solid and brands fonts are 270 kB (WOFF2) for the dozen icons of the page header; a
-    phone downloads them while the page first paints. Each is subset (fontTools) from its
-    TrueType file into ``webfonts/gradpath-<font>.woff`` and Font Awesome's style sheet is
-    pointed at the subsets (in place; the originals stay). Returns the number of fonts subset
+
+def subset_icon_fonts(outdir: Path) -> int:
+    """Cut Font Awesome down to the icons the site uses (:func:`icons_in_use`).
+
+    The solid and brands fonts are 270 kB (WOFF2) and the style sheet 22 kB (compressed) for
+    the dozen icons of the page header; a phone downloads them while the page first paints.
+    Each font is subset (fontTools) from its TrueType file into ``webfonts/gradpath-<font>.woff``
+    and the style sheet is written as ``css/`` :data:`ICON_CSS`, pointing at the subsets and
+    without the rules of other icons (:func:`bundle_page_css` bundles it in place of
+    ``all.min.css``). The originals are left as they are. Returns the number of fonts subset
     (0 when Font Awesome or fontTools is missing).
     """
     try:
@@ -604,10 +624,10 @@ def subset_icon_fonts(outdir: Path) -> int:
             subset.save_font(font, str(webfonts / f"gradpath-{stem}.woff"), options)
             font.close()
             done += 1
-        new = _ICON_SOURCES.sub(lambda m: f'url(../webfonts/gradpath-{m.group(2)}.woff) '
-                                          'format("woff")', css)
-        if new != css:
-            css_path.write_text(new, encoding="utf-8")
+        icons = _ICON_SOURCES.sub(lambda m: f'url(../webfonts/gradpath-{m.group(2)}.woff) '
+                                            'format("woff")', css)
+        icons = _ICON_RULE.sub(functools.partial(_keep_icon, frozenset(points)), icons)
+        css_path.with_name(ICON_CSS).write_text(icons, encoding="utf-8")
     return done
 
 
