@@ -467,6 +467,13 @@ def bundle_css(path: Path, static: Path, _seen: frozenset[Path] = frozenset()) -
     return _CSS_TOKEN.sub(rewrite, text).strip()
 
 
+def _drop_fallback(head: str, noscript: re.Match[str]) -> str:
+    # the <noscript> twin of a sheet loaded late (written by this module): the sheet's own link
+    # is elsewhere in the head
+    href = _HREF.search(noscript.group(0))
+    return "" if href and head.count(f'href="{href.group(1)}"') > 1 else noscript.group(0)
+
+
 def _bundled_source(sheet: Path) -> Path:
     icons = sheet.with_name(ICON_CSS)
     if sheet.name == "all.min.css" and "fontawesome" in sheet.as_posix() and icons.is_file():
@@ -496,8 +503,7 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
     if end < 0:
         return page
     head, body = page[:end], page[end:]
-    head = _NOSCRIPT_LINK.sub(lambda m: "" if any(part in m.group(0) for part in non_blocking)
-                              else m.group(0), head)
+    head = _NOSCRIPT_LINK.sub(functools.partial(_drop_fallback, head), head)
     links = list(_STYLESHEET_LINK.finditer(head))
     prefix = Path(os.path.relpath(static, page_path.parent)).as_posix()
     sheets: list[Path] = []
@@ -517,7 +523,8 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
                 deferred.append(href.group(1))
             continue
         target = (page_path.parent / reference).resolve()
-        if _MEDIA.search(tag) or _is_external(reference) or not target.is_file() \
+        late = "onload=\"this.media='all'\"" in tag  # loaded late by an earlier build
+        if (_MEDIA.search(tag) and not late) or _is_external(reference) or not target.is_file() \
                 or static.resolve() not in target.parents:
             return page
         sheets.append(target)
@@ -694,8 +701,7 @@ def _bundle_styles(app: Any, exception: Exception | None) -> None:
     outdir = Path(app.outdir)
     static = outdir / "_static"
     subset_icon_fonts(outdir)
-    for old in static.glob(f"{BUNDLE_PREFIX}*.css"):
-        old.unlink()
+    old = {path.name for path in static.glob(f"{BUNDLE_PREFIX}*.css")}
     bundles: dict[tuple[str, ...], str] = {}
     for page in outdir.rglob("*.html"):
         if "_static" in page.parts:
@@ -704,6 +710,10 @@ def _bundle_styles(app: Any, exception: Exception | None) -> None:
         bundled = bundle_page_css(text, page, static, bundles)
         if bundled != text:
             page.write_text(bundled, encoding="utf-8")
+        # a page left as it was keeps its bundle of an earlier build
+        old -= set(re.findall(re.escape(BUNDLE_PREFIX) + r"[0-9a-f]+\.css", bundled))
+    for name in old - set(bundles.values()):
+        (static / name).unlink()
 
 
 def _register_assets(app: Any) -> None:
