@@ -21,11 +21,19 @@ The book's Sphinx build loads this module as an extension (``_config.yml`` →
    is inlined, and the other head scripts are deferred;
 6. before the build reads its sources, forgets the cached execution of a notebook whose data
    files (a quiz or flashcard JSON its cells show) changed since it ran, so the page is executed
-   again instead of showing the old questions (:func:`drop_stale_executions`).
+   again instead of showing the old questions (:func:`drop_stale_executions`);
+7. last of all (after :mod:`gradpath.book.mathrender` has linked its ``math.css``), makes each
+   page's style sheets one render-blocking request: they are concatenated, in order, into
+   ``_static/gradpath-site.<hash>.css`` with their ``url()`` paths rewritten and ``@import``
+   rules inlined (:func:`bundle_page_css`); Font Awesome's sheet and fonts are cut down to the
+   icons the site uses first (:func:`subset_icon_fonts`: fonts 275 kB -> 6 kB). Fifteen
+   blocking sheets and the icon fonts held a phone's first paint for seconds.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html
 import os
 import re
@@ -37,7 +45,8 @@ from typing import Any
 from gradpath.progress import STATIC_BUILD_ENV, is_static_build
 
 __all__ = ["STATIC_BUILD_ENV", "is_static_build", "setup", "plotly_js_path", "slim_html",
-           "page_description", "png_description", "PLOTLY_JS", "PLOTLY_MARKER", "SITE_META"]
+           "page_description", "png_description", "PLOTLY_JS", "PLOTLY_MARKER", "SITE_META",
+           "bundle_css", "bundle_page_css", "icons_in_use", "subset_icon_fonts", "ICON_CSS"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 VENDOR_DIR = Path(__file__).parent / "vendor"
@@ -381,6 +390,254 @@ def size_images(page: str, page_path: Path) -> str:
     return _NOTEBOOK_IMAGE.sub(add, page)
 
 
+# ----------------------------------------------------------------------------- style sheets
+
+BUNDLE_PREFIX = "gradpath-site."           # _static/gradpath-site.<hash>.css: a page's sheets
+# Style sheets a page does not need before it paints, loaded without blocking the first paint
+# (none now: Font Awesome's sheet, cut to the site's icons, is 3 kB compressed in the bundle;
+# loaded late it made the header's buttons grow when their icons arrived).
+NON_BLOCKING_CSS: tuple[str, ...] = ()
+ICON_CSS = "gradpath-icons.css"            # Font Awesome's sheet for the site's icons only
+_STYLESHEET_LINK = re.compile(r"[ \t]*<link\b(?=[^>]*\brel=\"stylesheet\")[^>]*>[ \t]*\n?",
+                              re.IGNORECASE)
+_HREF = re.compile(r"\bhref=\"([^\"]*)\"", re.IGNORECASE)
+_MEDIA = re.compile(r"\bmedia=\"([^\"]*)\"", re.IGNORECASE)
+_BUNDLED = re.compile(r"\bdata-gradpath-sheets=\"([^\"]*)\"", re.IGNORECASE)
+_NOSCRIPT_LINK = re.compile(r"[ \t]*<noscript>\s*<link\b[^>]*>\s*</noscript>[ \t]*\n?",
+                            re.IGNORECASE)
+# One CSS token at a time, so that a url( inside a comment or a quoted string (a data: URI's
+# SVG) is never taken for a reference: comments, url(...), @import "...";, quoted strings.
+_CSS_TOKEN = re.compile(
+    r"(?P<comment>/\*.*?\*/)"
+    r"|url\(\s*(?P<url>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^)'\"\s]+)\s*\)"
+    r"|@import\s+(?:url\(\s*)?(?P<import>\"[^\"]*\"|'[^']*')\s*\)?\s*(?P<import_media>[^;]*);"
+    r"|@charset\s+\"[^\"]*\"\s*;"
+    r"|(?P<string>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')",
+    re.DOTALL)
+
+
+def _is_external(reference: str) -> bool:
+    return reference.startswith(("data:", "#", "%23", "/", "about:", "blob:")) or \
+        re.match(r"^[a-z][a-z0-9+.-]*:", reference, re.IGNORECASE) is not None
+
+
+def bundle_css(path: Path, static: Path, _seen: frozenset[Path] = frozenset()) -> str:
+    """The text of the style sheet ``path`` as it must read from ``static`` (``_static/``).
+
+    Every relative ``url(...)`` is rewritten to point, from ``static``, at the file it pointed
+    at from ``path``'s folder; each ``@import`` of a local sheet is replaced by that sheet's text
+    (rewritten the same way, wrapped in ``@media`` when the import had a media list);
+    ``@charset`` rules are dropped (the bundle starts with one) and comments removed.
+
+    Raises:
+        ValueError: when an ``@import`` names a sheet that is not a file under ``static`` (or
+            imports itself), which a bundle could not keep in its place.
+    """
+    path = path.resolve()
+    static = static.resolve()
+    text = path.read_text(encoding="utf-8")
+
+    def rewrite(match: re.Match[str]) -> str:
+        if match.group("comment") is not None:
+            return ""
+        if match.group("string") is not None:
+            return match.group(0)
+        if match.group("import") is not None:
+            reference = match.group("import")[1:-1].split("?")[0].split("#")[0]
+            target = (path.parent / reference).resolve()
+            if _is_external(reference) or not target.is_file() or static not in target.parents \
+                    or target in _seen or target == path:
+                raise ValueError(f"{path.name}: cannot bundle @import {reference!r}")
+            inner = bundle_css(target, static, _seen | {path})
+            media = match.group("import_media").strip()
+            return f"@media {media} {{\n{inner}\n}}\n" if media else inner + "\n"
+        if match.group("url") is not None:
+            raw = match.group("url")
+            quote = raw[0] if raw[0] in "\"'" else ""
+            reference = raw[1:-1] if quote else raw
+            if _is_external(reference.strip()):
+                return match.group(0)
+            split = re.match(r"([^?#]*)(.*)", reference.strip())
+            assert split is not None
+            moved_to = os.path.normpath(path.parent / split.group(1))
+            moved = Path(os.path.relpath(moved_to, static)).as_posix() + split.group(2)
+            return f"url({quote}{moved}{quote})"
+        return ""  # @charset
+
+    return _CSS_TOKEN.sub(rewrite, text).strip()
+
+
+def _drop_fallback(head: str, noscript: re.Match[str]) -> str:
+    # the <noscript> twin of a sheet loaded late (written by this module): the sheet's own link
+    # is elsewhere in the head
+    href = _HREF.search(noscript.group(0))
+    return "" if href and head.count(f'href="{href.group(1)}"') > 1 else noscript.group(0)
+
+
+def _bundled_source(sheet: Path) -> Path:
+    icons = sheet.with_name(ICON_CSS)
+    if sheet.name == "all.min.css" and "fontawesome" in sheet.as_posix() and icons.is_file():
+        return icons
+    return sheet
+
+
+def bundle_page_css(page: str, page_path: Path, static: Path,
+                    bundles: dict[tuple[str, ...], str],
+                    non_blocking: tuple[str, ...] = NON_BLOCKING_CSS) -> str:
+    """Make a built page load its style sheets with one render-blocking request.
+
+    The page's local style sheets in ``<head>`` (files under ``static``), in their order, are
+    concatenated into ``static/gradpath-site.<hash>.css`` (see :func:`bundle_css`; pages with
+    the same sheets share one bundle, remembered in ``bundles``), whose link takes the first
+    sheet's place and lists the bundled sheets in ``data-gradpath-sheets`` (so that a page
+    Sphinx does not rewrite on the next build is bundled again from the current sheets).
+    Font Awesome's ``all.min.css`` is bundled as its :data:`ICON_CSS` where
+    :func:`subset_icon_fonts` wrote one. Sheets whose path contains one of ``non_blocking``
+    are not bundled: they load with ``media="print"``
+    switched to ``all`` once loaded (and a ``<noscript>`` link), placed after the bundle; only
+    the theme's sheet, which comes before them, styles their classes, so the cascade is as
+    before. A sheet with a ``media`` attribute, a remote sheet, or a sheet that cannot be
+    bundled leaves the page as it is. The body is not changed.
+    """
+    end = page.find("</head>")
+    if end < 0:
+        return page
+    head, body = page[:end], page[end:]
+    head = _NOSCRIPT_LINK.sub(functools.partial(_drop_fallback, head), head)
+    links = list(_STYLESHEET_LINK.finditer(head))
+    prefix = Path(os.path.relpath(static, page_path.parent)).as_posix()
+    sheets: list[Path] = []
+    deferred: list[str] = []
+    for link in links:
+        tag = link.group(0)
+        bundled = _BUNDLED.search(tag)
+        if bundled:
+            sheets.extend(static / name for name in html.unescape(bundled.group(1)).split())
+            continue
+        href = _HREF.search(tag)
+        if href is None:
+            return page
+        reference = html.unescape(href.group(1)).split("?")[0].split("#")[0]
+        if any(part in reference for part in non_blocking):
+            if href.group(1) not in deferred:
+                deferred.append(href.group(1))
+            continue
+        target = (page_path.parent / reference).resolve()
+        late = "onload=\"this.media='all'\"" in tag  # loaded late by an earlier build
+        if (_MEDIA.search(tag) and not late) or _is_external(reference) or not target.is_file() \
+                or static.resolve() not in target.parents:
+            return page
+        sheets.append(target)
+    if len(sheets) < 2 and not deferred:
+        return page
+    key = tuple(Path(os.path.relpath(t.resolve(), static.resolve())).as_posix() for t in sheets)
+    if key not in bundles:
+        try:
+            parts = [f"/* {name} */\n" + bundle_css(_bundled_source(static / name), static)
+                     for name in key]
+        except (ValueError, OSError, UnicodeDecodeError):
+            return page
+        text = '@charset "UTF-8";\n' + "\n".join(parts) + "\n"
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        bundle_name = f"{BUNDLE_PREFIX}{digest}.css"
+        (static / bundle_name).write_text(text, encoding="utf-8")
+        bundles[key] = bundle_name
+    tags = (f'  <link rel="stylesheet" type="text/css" href="{prefix}/{bundles[key]}" '
+            f'data-gradpath-sheets="{html.escape(" ".join(key))}" />\n') if key else ""
+    for later in deferred:
+        tags += (f'  <link rel="stylesheet" type="text/css" href="{later}" media="print" '
+                 "onload=\"this.media='all'\" />\n"
+                 f'  <noscript><link rel="stylesheet" type="text/css" href="{later}" />'
+                 "</noscript>\n")
+    pieces, last = [], 0
+    for index, link in enumerate(links):
+        pieces.append(head[last:link.start()])
+        if index == 0:
+            pieces.append(tags)
+        last = link.end()
+    pieces.append(head[last:])
+    return "".join(pieces) + body
+
+
+_ICON_NAME = re.compile(r"\bfa-[a-z0-9]+(?:-[a-z0-9]+)*")
+_ICON_RULE = re.compile(
+    r"((?:\.fa-[a-z0-9-]+:(?:before|after),?)+)\{content:\"\\([0-9a-f]{4,5})\"\}")
+_ICON_ESCAPE = re.compile(r"\\(f[0-9a-f]{3}|e[0-9a-f]{3})\b", re.IGNORECASE)
+_ICON_SOURCES = re.compile(
+    r"url\((\.\./webfonts/(fa-(?:solid-900|regular-400|brands-400)))\.woff2\) format\(\"woff2\"\),"
+    r"url\(\.\./webfonts/fa-(?:solid-900|regular-400|brands-400)\.ttf\) format\(\"truetype\"\)")
+
+
+def icons_in_use(outdir: Path, css: str) -> set[int]:
+    """The code points of every Font Awesome icon the built site can draw: each ``fa-*`` class
+    named in a page or a script (the theme's scripts switch icons), mapped through Font
+    Awesome's ``css``, and every private-use character (U+E000-U+F8FF) another style sheet draws
+    in an icon font (the theme's admonition and link icons)."""
+    names: set[str] = set()
+    points: set[int] = set()
+    for path in outdir.rglob("*"):
+        if not path.is_file() or "fontawesome" in path.as_posix() \
+                or path.name.startswith(BUNDLE_PREFIX) \
+                or path.suffix not in (".html", ".js", ".css"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        names.update(_ICON_NAME.findall(text))
+        if path.suffix == ".css":
+            points.update(ord(c) for c in text if 0xE000 <= ord(c) <= 0xF8FF)
+            points.update(int(m, 16) for m in _ICON_ESCAPE.findall(text))
+    for rule in _ICON_RULE.finditer(css):
+        if any(sel.split(":")[0][1:] in names for sel in rule.group(1).split(",") if sel):
+            points.add(int(rule.group(2), 16))
+    return points
+
+
+def _keep_icon(points: frozenset[int], rule: re.Match[str]) -> str:
+    return rule.group(0) if int(rule.group(2), 16) in points else ""
+
+
+def subset_icon_fonts(outdir: Path) -> int:
+    """Cut Font Awesome down to the icons the site uses (:func:`icons_in_use`).
+
+    The solid and brands fonts are 270 kB (WOFF2) and the style sheet 22 kB (compressed) for
+    the dozen icons of the page header; a phone downloads them while the page first paints.
+    Each font is subset (fontTools) from its TrueType file into ``webfonts/gradpath-<font>.woff``
+    and the style sheet is written as ``css/`` :data:`ICON_CSS`, pointing at the subsets and
+    without the rules of other icons (:func:`bundle_page_css` bundles it in place of
+    ``all.min.css``). The originals are left as they are. Returns the number of fonts subset
+    (0 when Font Awesome or fontTools is missing).
+    """
+    try:
+        from fontTools import subset
+    except ImportError:  # pragma: no cover - fontTools comes with matplotlib
+        return 0
+    done = 0
+    vendor = outdir / "_static" / "vendor" / "fontawesome"
+    for css_path in sorted(vendor.glob("*/css/all.min.css")):
+        css = css_path.read_text(encoding="utf-8")
+        points = icons_in_use(outdir, css)
+        webfonts = css_path.parent.parent / "webfonts"
+        for stem in ("fa-solid-900", "fa-regular-400", "fa-brands-400"):
+            source = webfonts / f"{stem}.ttf"
+            if not source.is_file():
+                continue
+            options = subset.Options()
+            options.flavor = "woff"
+            options.layout_features = ["*"]
+            options.notdef_outline = True
+            font = subset.load_font(str(source), options)
+            subsetter = subset.Subsetter(options)
+            subsetter.populate(unicodes=sorted(points))
+            subsetter.subset(font)
+            subset.save_font(font, str(webfonts / f"gradpath-{stem}.woff"), options)
+            font.close()
+            done += 1
+        icons = _ICON_SOURCES.sub(lambda m: f'url(../webfonts/gradpath-{m.group(2)}.woff) '
+                                            'format("woff")', css)
+        icons = _ICON_RULE.sub(functools.partial(_keep_icon, frozenset(points)), icons)
+        css_path.with_name(ICON_CSS).write_text(icons, encoding="utf-8")
+    return done
+
+
 def _compress_images(folder: Path) -> None:
     """Re-encode the book's PNG figures with a 256-colour palette (alpha kept), where smaller.
 
@@ -436,6 +693,29 @@ def _finish(app: Any, exception: Exception | None) -> None:
             page.write_text(slimmed, encoding="utf-8")
 
 
+def _bundle_styles(app: Any, exception: Exception | None) -> None:
+    # After every other step that edits the pages' <head> (gradpath.book.mathrender links its
+    # math.css at priority 800), so that the bundle has all of a page's sheets.
+    if exception is not None or app.builder.format != "html":
+        return
+    outdir = Path(app.outdir)
+    static = outdir / "_static"
+    subset_icon_fonts(outdir)
+    old = {path.name for path in static.glob(f"{BUNDLE_PREFIX}*.css")}
+    bundles: dict[tuple[str, ...], str] = {}
+    for page in outdir.rglob("*.html"):
+        if "_static" in page.parts:
+            continue
+        text = page.read_text(encoding="utf-8")
+        bundled = bundle_page_css(text, page, static, bundles)
+        if bundled != text:
+            page.write_text(bundled, encoding="utf-8")
+        # a page left as it was keeps its bundle of an earlier build
+        old -= set(re.findall(re.escape(BUNDLE_PREFIX) + r"[0-9a-f]+\.css", bundled))
+    for name in old - set(bundles.values()):
+        (static / name).unlink()
+
+
 def _register_assets(app: Any) -> None:
     if str(STATIC_DIR) not in app.config.html_static_path:
         app.config.html_static_path.append(str(STATIC_DIR))
@@ -451,5 +731,6 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _page_context)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("build-finished", _finish)
+    app.connect("build-finished", _bundle_styles, priority=900)
     app.connect("env-get-outdated", _reexecute_for_changed_data)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
