@@ -9,21 +9,51 @@ the figure as an inline PNG.
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 
 import numpy as np
 import pytest
-from gradpath.doctor import Finding, apply_rules
+from gradpath.doctor import Finding, Report, apply_rules
 from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 from test_doctor_rules import _report
 
 NAN = math.nan
+LAID_OUT: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _layout_spy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tight_layout`` is four fifths of a figure's time and moves no artist these tests read
+    (titles, labels, images, lines, limits): it is replaced by a spy that records each call, and
+    ``_axes`` asserts it ran once per figure. The real one runs in
+    ``test_a_figure_draws_without_warnings`` and in tests/test_doctor.py."""
+    LAID_OUT.clear()
+    if request.node.name != "test_a_figure_draws_without_warnings":
+        monkeypatch.setattr(Figure, "tight_layout", lambda self, *a, **k: LAID_OUT.append(
+            (id(self), a, k)))
 
 
 def _axes(report):  # type: ignore[no-untyped-def]
     figure = report.figure()
+    assert [call for call in LAID_OUT if call[0] == id(figure)] == [(id(figure), (), {})]
     assert len(figure.axes) in (2, 3)
     return figure, figure.axes[0], figure.axes[1], figure.axes[2:]
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels from a PNG's header (its IHDR chunk)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    return struct.unpack(">II", png[16:24])
+
+
+@pytest.fixture
+def small_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTML tests read the page, not the figure (tested above): ``Report.figure`` draws a
+    1 × 1 inch figure instead, cheap to save, whose PNG size (110 × 110 pixels) shows the dpi."""
+    monkeypatch.setattr(Report, "figure", lambda self: Figure(figsize=(1.0, 1.0)))
 
 
 def test_the_heat_map_is_log10_of_the_gradient_norms_layers_by_steps() -> None:
@@ -133,6 +163,7 @@ def test_a_figure_draws_without_warnings(recwarn: pytest.WarningsRecorder) -> No
 # HTML
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("small_figure")
 def test_the_html_page_of_a_healthy_report() -> None:
     report = _report(("", "fc<1>"), steps=4, layer_sizes=[1000, 2500], model="Net<&>",
                      gradient_norms=np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]),
@@ -152,9 +183,12 @@ def test_the_html_page_of_a_healthy_report() -> None:
     assert lines[-1] == "</body></html>"
     assert page.count("<img alt='gradient norms and update ratios' src='data:image/png;base64,"
                       ) == 1
+    png = page.split("base64,")[1].split("'></p>")[0]
+    assert _png_size(base64.b64decode(png, validate=True)) == (110, 110)
     assert "http" not in page and report._repr_html_() == page
 
 
+@pytest.mark.usefixtures("small_figure")
 def test_the_html_page_lists_each_finding() -> None:
     report = _report(dead={"relu": [0.9]}, first_nonfinite_loss_step=3)
     report.findings = apply_rules(report)
@@ -168,6 +202,4 @@ def test_the_html_page_lists_each_finding() -> None:
     assert "<td class='kind'>nonfinite</td><td><code>(whole model)</code> (step 3)</td>" in page
     assert "<td class='kind'>dead_units</td><td><code>relu</code></td>" in page
     png = page.split("base64,")[1].split("'")[0]
-    import base64
-
-    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _png_size(base64.b64decode(png)) == (110, 110)           # saved at 110 dpi

@@ -138,20 +138,41 @@ def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
     return _run_names(module, jobs, names)
 
 
-def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int) -> int:
-    """Run a seeded random sample of ``size`` of the module's mutants against today's tests;
-    the names are kept in ``sample.json`` for the report."""
+def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int, chunk: int) -> int:
+    """Run a seeded random sample of ``size`` of the module's mutants against today's tests.
+
+    mutmut runs the mutants it is given cheapest first, so a run stopped early leaves a biased
+    subset. The sample is therefore drawn in a random order and run in chunks of ``chunk``
+    mutants, one mutmut run each: the chunks finished when time runs out are themselves a
+    seeded random sample. ``sample.json`` keeps the order and the names that got a verdict;
+    every verdict of the sample is cleared first (an earlier run's verdicts came from other
+    tests)."""
     meta = _meta(module)
     if not meta.exists():
         print(f"{module}: no mutants yet; run it first (a run can be stopped once they exist)")
         return 1
     _refresh_tests(conf, module)
-    names = sorted(json.loads(meta.read_text())["exit_code_by_key"])
-    chosen = sorted(random.Random(seed).sample(names, min(size, len(names))))
-    (WORK / module / "sample.json").write_text(json.dumps({"seed": seed, "names": chosen}))
-    print(f"== {module}: a sample of {len(chosen)} of {len(names)} mutants (seed {seed})",
-          flush=True)
-    return _run_names(module, jobs, chosen)
+    data = json.loads(meta.read_text())
+    names = sorted(data["exit_code_by_key"])
+    order = random.Random(seed).sample(names, min(size, len(names)))
+    for name in order:
+        data["exit_code_by_key"][name] = None
+    meta.write_text(json.dumps(data))
+    path = WORK / module / "sample.json"
+    sample = {"seed": seed, "names": order, "chunk": chunk, "done": []}
+    path.write_text(json.dumps(sample))
+    print(f"== {module}: a sample of {len(order)} of {len(names)} mutants (seed {seed}), in "
+          f"chunks of {chunk}", flush=True)
+    code = 0
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        code = _run_names(module, jobs, part) or code
+        verdicts = json.loads(meta.read_text())["exit_code_by_key"]
+        sample["done"] += [n for n in part if verdicts.get(n) is not None]
+        path.write_text(json.dumps(sample))
+        print(f"== {module}: {len(sample['done'])} of the sample have a verdict", flush=True)
+        sample_report(module)
+    return code
 
 
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -165,19 +186,25 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def sample_report(module: str) -> None:
+    """The sample's share caught, with its 95% Wilson interval: leniently (a timeout counts as
+    caught, as in the module table) and strictly (a timeout counts as survived)."""
     path = WORK / module / "sample.json"
     c = counts(module)
     if not path.exists() or c is None:
         return
     sample = json.loads(path.read_text())
-    names = set(sample["names"])
-    caught = sum(1 for n in c["killed"] + c["timeout"] if n in names)
-    checked = caught + sum(1 for n in c["survived"] if n in names)
-    unrun = len(names) - checked
-    low, high = _wilson(caught, checked)
-    print(f"{module:<12}sample of {len(names)} (seed {sample['seed']}): {caught} of {checked} run "
-          f"caught = {caught / checked if checked else math.nan:.1%} (95% interval {low:.1%} to "
-          f"{high:.1%}); {unrun} not run")
+    names = set(sample.get("done", sample["names"]))
+    killed = sum(1 for n in c["killed"] if n in names)
+    timeout = sum(1 for n in c["timeout"] if n in names)
+    survived = sum(1 for n in c["survived"] if n in names)
+    checked = killed + timeout + survived
+    print(f"{module:<12}sample (seed {sample['seed']}): {checked} of {len(sample['names'])} run: "
+          f"{killed} killed, {timeout} timed out, {survived} survived")
+    for label, caught in (("timeouts caught", killed + timeout), ("strict", killed)):
+        low, high = _wilson(caught, checked)
+        print(f"{'':<12}{label}: {caught}/{checked} = "
+              f"{caught / checked if checked else math.nan:.1%} (95% Wilson interval "
+              f"{low:.1%} to {high:.1%})")
 
 
 def _meta(module: str) -> Path:
@@ -253,6 +280,8 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, metavar="N",
                         help="run a seeded random sample of N mutants against the current tests")
     parser.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    parser.add_argument("--chunk", type=int, default=50,
+                        help="mutants per mutmut run of a sample (default 50)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in conf["tests"]]
     if unknown:
@@ -263,7 +292,7 @@ def main() -> None:
         return
     if args.sample:
         for module in args.modules:
-            run_sample(conf, module, args.jobs, args.sample, args.seed)
+            run_sample(conf, module, args.jobs, args.sample, args.seed, args.chunk)
     elif args.rerun:
         for module in args.modules:
             rerun_survivors(conf, module, args.jobs)
