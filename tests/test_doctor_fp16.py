@@ -40,3 +40,13 @@ def test_float16_gradients_that_underflow_are_found_on_both_paths(on_cpu: bool) 
     [finding] = report.by_kind("loss_scale")
     assert finding.where == "" and "100% of the gradient entries of (model)" in finding.evidence
     assert "without a GradScaler" in finding.evidence
+
+
+def test_a_gradscaler_not_yet_used_is_read_at_its_initial_scale() -> None:
+    # Before its first scale() a GradScaler holds no scale tensor: the doctor asks get_scale().
+    model = nn.Linear(3, 2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
+    doctor = Doctor(model, scaler=scaler)
+    model(torch.randn(4, 3)).sum().backward()
+    doctor.step(1.0)
+    assert doctor.report().loss_scale.tolist() == [512.0]

@@ -147,3 +147,44 @@ def test_a_module_whose_backward_makes_nan_is_named_with_its_words() -> None:
         "(_NanBackward) passes back to its input holds ")
     assert finding.evidence.endswith(" entries, while the gradient reaching its output is "
                                      "finite (re-ran the step)")
+
+
+class _Shuffled(nn.Module):
+    """Registered mid, norm, out, inp (the parameters' order); called inp → mid → norm → out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mid, self.norm = nn.Linear(4, 4), nn.LayerNorm(4)
+        self.out, self.inp = nn.Linear(4, 2), nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(self.mid(self.inp(x))))
+
+
+def _named_from_gradients(bad: list[str]) -> tuple[str, str]:
+    """``where`` and ``what`` when the named parameters' gradients are nan (no re-run)."""
+    torch.manual_seed(0)
+    model = _Shuffled()
+    doctor = Doctor(model, localise=False)
+    params = dict(model.named_parameters())
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    loss = CE(model(x), torch.tensor([0, 1, 0, 1, 1]))
+    loss.backward()
+    for name in bad:
+        params[name].grad.view(-1)[0] = math.nan  # type: ignore[union-attr]
+    doctor.step(loss)
+    [finding] = doctor.report().by_kind("nonfinite")
+    return finding.where, finding.evidence.split("; ", 1)[1]
+
+
+def test_the_parameter_nearest_the_output_is_by_forward_order_not_registration_order() -> None:
+    # forward order inp (0), mid (1), out (2); the parameters are numbered mid, norm, out, inp
+    assert _named_from_gradients(["inp.weight", "mid.weight", "out.weight", "norm.bias"]) == (
+        "out", "the gradient of 'out.weight' is non-finite (of the non-finite gradients, the "
+               "one nearest the output)")
+    assert _named_from_gradients(["inp.weight", "mid.bias"])[0] == "mid"
+    # a parameter of a module that is not a weight layer (the norm's gain) ranks below every layer
+    assert _named_from_gradients(["norm.weight", "inp.weight"]) == (
+        "inp", "the gradient of 'inp.weight' is non-finite (of the non-finite gradients, the "
+               "one nearest the output)")
+    assert _named_from_gradients(["norm.bias"])[0] == "norm"
