@@ -203,3 +203,35 @@ def test_the_html_page_lists_each_finding() -> None:
     assert "<td class='kind'>dead_units</td><td><code>relu</code></td>" in page
     png = page.split("base64,")[1].split("'")[0]
     assert _png_size(base64.b64decode(png)) == (110, 110)           # saved at 110 dpi
+
+
+def test_the_figure_s_sizes_colours_and_type() -> None:
+    """The presentation the figure was designed with (so that a changed constant is a decision)."""
+    upd = np.array([[1e-3, 2e-2, NAN], [2e-3, 3e-2, NAN], [3e-3, 4e-2, NAN], [4e-3, 5e-2, NAN]])
+    report = _report(steps=8, sample_steps=[0, 2, 4, 6], update_ratio=upd)
+    figure, left, right, (colour_bar,) = _axes(report)
+    assert figure.get_facecolor() == (1.0, 1.0, 1.0, 1.0)
+    outer = left.get_subplotspec().get_topmost_subplotspec().get_gridspec()
+    assert outer.get_width_ratios() == [1.35, 1.0] and outer.get_geometry() == (1, 2)
+    # the colour bar takes 5% of the heat map's width, 2% apart
+    assert np.allclose(left.get_subplotspec().get_gridspec().get_width_ratios(), [0.93, 0.05])
+    assert left.get_aspect() == "auto"
+    assert [t.get_fontsize() for t in left.get_yticklabels()] == [7.0, 7.0, 7.0]
+    assert left.title.get_fontsize() == 10.0 and right.title.get_fontsize() == 10.0
+    [band] = right.patches
+    assert band.get_linewidth() == 0.0
+    typical, *layers = right.lines
+    assert typical.get_linewidth() == 1.0 and [line.get_linewidth() for line in layers] == [
+        1.2, 1.2]
+    legend = right.get_legend()
+    assert legend._loc == 1 and legend.handlelength == 1.5                  # 1: upper right
+    assert [t.get_fontsize() for t in legend.get_texts()] == [7.0, 7.0]
+    for axis in (right.xaxis, right.yaxis):
+        assert all(line.get_visible() and line.get_alpha() == 0.3 for line in axis.get_gridlines())
+    assert not any(line.get_visible() for line in left.xaxis.get_gridlines())
+
+
+def test_the_grey_notes_are_grey() -> None:
+    _, left, right, _ = _axes(_report(steps=2, gradient_norms=np.full((2, 3), NAN),
+                                      update_ratio=np.full((2, 3), NAN)))
+    assert [t.get_color() for t in left.texts + right.texts] == ["0.4", "0.4"]
