@@ -188,3 +188,43 @@ def test_the_parameter_nearest_the_output_is_by_forward_order_not_registration_o
         "inp", "the gradient of 'inp.weight' is non-finite (of the non-finite gradients, the "
                "one nearest the output)")
     assert _named_from_gradients(["norm.bias"])[0] == "norm"
+
+
+def test_a_nonfinite_batch_is_the_input_with_its_counts_and_fix() -> None:
+    model = _model()
+    doctor = Doctor(model)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    x[1, 2], x[3, 0] = math.nan, math.inf
+    loss = CE(model(x), torch.tensor([0, 1, 0, 1, 1]))
+    loss.backward()
+    doctor.step(loss)
+    [finding] = doctor.report().by_kind("nonfinite")
+    assert (finding.where, finding.step) == ("input", 0)
+    assert finding.evidence == (
+        "the loss and a gradient became non-finite at step 0; the batch passed to the model "
+        "holds 1 inf and 1 nan of 15 entries (re-ran the step)")
+    assert finding.fix == "the batch itself holds inf/nan: clean the data (or the augmentation) " \
+                          "first"
+
+
+class _WithUnused(nn.Module):
+    """``_model()`` and a layer the forward never calls (its parameters get no gradient)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net, self.spare = _model(), nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_the_backward_rerun_works_with_a_parameter_the_step_did_not_use() -> None:
+    model = _WithUnused()
+    doctor = Doctor(model)
+    _step(doctor, model)
+    report = doctor.report()
+    [finding] = report.by_kind("nonfinite")
+    assert finding.where == "net.bad" and finding.evidence.endswith(
+        "the gradient of 'net.bad.w' holds 4 inf of 4 entries while every gradient before it in "
+        "the backward pass is finite (re-ran the step)")
+    assert not any("re-run" in note for note in report.notes)
