@@ -523,6 +523,63 @@ def test_other_bad_arguments() -> None:
         doctor.step(1.0)
 
 
+def _message(error: type[Exception], call: Callable[[], object]) -> str:
+    with pytest.raises(error) as caught:
+        call()
+    return str(caught.value)
+
+
+def test_every_refusal_word_for_word() -> None:
+    model = nn.Linear(3, 3)
+    advice = ("the doctor reads the gradients of parameters; attach it to the model you train, "
+              "with requires_grad=True on what it learns")
+    assert _message(ValueError, lambda: Doctor(nn.ReLU())) == (
+        f"model ReLU has no trainable parameters: {advice}")
+    assert _message(ValueError, lambda: Doctor(nn.Linear(3, 3).requires_grad_(False))) == (
+        f"model Linear has no trainable parameters (2 frozen): {advice}")
+    assert _message(TypeError, lambda: Doctor(object())) == (  # type: ignore[arg-type]
+        "model must be a torch.nn.Module, got object")
+    for kwargs, shown in (({"sample_every": 0}, "sample_every must be a positive integer, got 0"),
+                          ({"sample_every": 2.0}, "sample_every must be a positive integer, got "
+                                                  "2.0"),
+                          ({"sync_every": True}, "sync_every must be a positive integer, got "
+                                                 "True"),
+                          ({"sync_every": -1}, "sync_every must be a positive integer, got -1")):
+        assert _message(ValueError, lambda k=kwargs: Doctor(model, **k)) == shown  # type: ignore
+    Doctor(model, sample_every=1, sync_every=1).detach()          # 1 is allowed
+    assert _message(TypeError, lambda: Doctor(model, object())) == (  # type: ignore[arg-type]
+        "optimizer must be a torch.optim.Optimizer, got object")
+    other = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    assert _message(ValueError, lambda: Doctor(model, other)) == (
+        "optimizer holds none of the model's trainable parameters: pass the optimizer that "
+        "trains this model")
+    assert _message(TypeError, lambda: Doctor(model, scaler=object())) == (
+        "scaler must be a torch.amp.GradScaler, got object")
+    lazy = nn.Sequential(nn.LazyLinear(4), nn.Linear(4, 2))
+    assert _message(ValueError, lambda: Doctor(lazy)) == (
+        "parameters 0.weight, 0.bias are not initialized yet (lazy modules): run one forward "
+        "pass before attaching the doctor")
+    assert _message(RuntimeError, lambda: Doctor(model).report()) == (
+        "no step recorded yet: call doctor.step(loss) after each loss.backward()")
+    doctor = Doctor(model)
+    assert _message(RuntimeError, lambda: doctor.step(1.0)) == (
+        "no parameter has a gradient yet: call loss.backward() before doctor.step(loss)")
+    out = model(torch.randn(2, 3))
+    out.sum().backward()
+    assert _message(ValueError, lambda: doctor.step(out)) == (
+        "loss must be a scalar (0-d or one-element tensor), got shape (2, 3): reduce it first "
+        "(loss.mean() or loss.sum()) and call backward on that")
+    for bad, kind in (("0.5", "str"), (True, "bool")):
+        assert _message(ValueError, lambda b=bad: doctor.step(b)) == (  # type: ignore[misc]
+            f"loss must be a scalar tensor or a number, got {kind}")
+    doctor.step(torch.tensor([2.0]))                                # one element is a scalar
+    doctor.step(3)                                                  # so is an int
+    assert doctor.report().loss.tolist() == [2.0, 3.0]
+    doctor.detach()
+    assert _message(RuntimeError, lambda: doctor.step(1.0)) == (
+        "this doctor was detached: create a new Doctor(model, ...)")
+
+
 # ------------------------------------------------------------------------------------------------
 # The model is left exactly as found
 # ------------------------------------------------------------------------------------------------
