@@ -642,3 +642,19 @@ def test_report_text_with_findings() -> None:
 ])
 def test_numbers_in_the_report(value: object, text: str) -> None:
     assert _fmt(value) == text
+
+
+def test_a_layer_not_measured_where_the_signal_fails_is_not_the_worst_gain() -> None:
+    # Output RMS per sample for four layers; on half the samples the last is 1e4 (or 1e-4) × the
+    # first and the two middle layers are not measured (nan) there, or only the third is.
+    def rms(hits: list[float]) -> np.ndarray:
+        return np.array([hits] * 4 + [[1.0] * len(hits)] * 4)
+
+    names = ("a", "b", "c", "d")
+    grows = _one(_report(names, activation_rms=rms([1.0, NAN, 50.0, 1e4])), "exploding")
+    assert grows.where == "d" and "the largest gain, ×200, at 'd'" in grows.evidence
+    fades = _one(_report(names, activation_rms=rms([1.0, NAN, 0.5, 1e-4])), "vanishing")
+    assert fades.where == "d" and "the smallest gain, ×0.0002, at 'd'" in fades.evidence
+    # no gain measured at all: the layer after the first is named
+    assert _one(_report(names[:3], activation_rms=rms([1.0, NAN, 1e4])), "exploding").where == "b"
+    assert _one(_report(names[:3], activation_rms=rms([1.0, NAN, 1e-4])), "vanishing").where == "b"
