@@ -1,5 +1,6 @@
 """float16 gradients alone turn on the doctor's underflow check, on the CPU path as on the device
-path (a bug found while mutation-testing the doctor: the CPU path looked only at activations).
+path (a bug found while mutation-testing the doctor: the CPU path looked only at activations);
+and the other gradients off the fused float32 path: a scaler's scale, a sparse gradient.
 """
 
 from __future__ import annotations
@@ -50,3 +51,27 @@ def test_a_gradscaler_not_yet_used_is_read_at_its_initial_scale() -> None:
     model(torch.randn(4, 3)).sum().backward()
     doctor.step(1.0)
     assert doctor.report().loss_scale.tolist() == [512.0]
+
+
+class _SparseLM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.head = nn.Embedding(10, 4, sparse=True), nn.Linear(4, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(tokens))
+
+
+def test_a_sparse_gradient_s_norm_is_that_of_its_dense_values() -> None:
+    torch.manual_seed(0)
+    model = _SparseLM()
+    doctor = Doctor(model)
+    out = model(torch.tensor([1, 2, 2, 7]))
+    loss = nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    doctor.step(loss)
+    report = doctor.report()
+    dense = model.embed.weight.grad.coalesce().to_dense().double()  # type: ignore[union-attr]
+    assert report.layers == ["embed", "head"]
+    assert report.gradient_norms[0].tolist() == pytest.approx(
+        [float(dense.norm()), float(model.head.weight.grad.double().norm())], rel=1e-6)

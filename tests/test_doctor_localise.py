@@ -228,3 +228,25 @@ def test_the_backward_rerun_works_with_a_parameter_the_step_did_not_use() -> Non
         "the gradient of 'net.bad.w' holds 4 inf of 4 entries while every gradient before it in "
         "the backward pass is finite (re-ran the step)")
     assert not any("re-run" in note for note in report.notes)
+
+
+class _Keyword(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _model()
+
+    def forward(self, *, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_nonfinite_batch_passed_by_keyword_is_the_input() -> None:
+    model = _Keyword()
+    doctor = Doctor(model)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    x[0, 0] = math.nan
+    loss = CE(model(x=x), torch.tensor([0, 1, 0, 1, 1]))
+    loss.backward()
+    doctor.step(loss)
+    [finding] = doctor.report().by_kind("nonfinite")
+    assert finding.where == "input" and finding.evidence.endswith(
+        "the batch passed to the model holds 1 nan of 15 entries (re-ran the step)")
