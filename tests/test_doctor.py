@@ -775,6 +775,28 @@ def test_models_without_weight_matrices_and_single_layers(recwarn: pytest.Warnin
     assert not [w for w in recwarn if "matplotlib" in str(w.filename) or "ylim" in str(w.message)]
 
 
+class _OwnsOneMatrix(nn.Module):
+    """A model that owns a weight matrix and calls one nested layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.position = nn.Parameter(torch.ones(3, 3))
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x + self.position)
+
+
+def test_a_container_layer_s_output_is_not_its_own_even_with_one_nested_layer() -> None:
+    model = _OwnsOneMatrix()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(3, 3)).sum().backward()
+    doctor.step(1.0)
+    report = doctor.report()
+    assert report.layers == ["", "lin"]
+    assert math.isnan(report.activation_rms[0, 0]) and math.isfinite(report.activation_rms[0, 1])
+
+
 def test_lazy_modules_must_run_once_first() -> None:
     lazy = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="run one forward pass before attaching"):

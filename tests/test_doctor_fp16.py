@@ -5,6 +5,8 @@ and the other gradients off the fused float32 path: a scaler's scale, a sparse g
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from gradpath.doctor import Doctor
@@ -75,3 +77,22 @@ def test_a_sparse_gradient_s_norm_is_that_of_its_dense_values() -> None:
     assert report.layers == ["embed", "head"]
     assert report.gradient_norms[0].tolist() == pytest.approx(
         [float(dense.norm()), float(model.head.weight.grad.double().norm())], rel=1e-6)
+
+
+@pytest.mark.parametrize("sync_every", [1, 2], ids=["cpu path", "batched path"])
+def test_norms_float32_cannot_hold_are_exact(sync_every: int) -> None:
+    # entries 1e20 (their squares overflow float32) and 1e-30 (theirs underflow to 0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    doctor = Doctor(model, sync_every=sync_every)
+    for _ in range(2):
+        model.zero_grad()
+        model(torch.randn(5, 3)).sum().backward()
+        model[0].weight.grad.fill_(1e20)          # type: ignore[union-attr]
+        model[1].weight.grad.fill_(1e-30)         # type: ignore[union-attr]
+        doctor.step(1.0)
+    report = doctor.report()
+    exact = [1e20 * math.sqrt(12), float(torch.tensor(1e-30).double()) * math.sqrt(8)]
+    for row in report.gradient_norms:
+        assert row.tolist() == pytest.approx(exact, rel=1e-6)
+    assert report.first_nonfinite_gradient_step is None and "nonfinite" not in report.kinds()
