@@ -244,6 +244,22 @@ def test_a_tanh_rnn_in_its_linear_regime_explodes_backward() -> None:
     assert "the gradient norm of 'rnn' (input side)" in finding.evidence
 
 
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_an_rnn_s_own_saturated_or_dead_share_is_measured(nonlinearity: str) -> None:
+    x, y = _sequences()
+    torch.manual_seed(0)
+    model = _RNNNet(3.0, nonlinearity)
+    with torch.no_grad():
+        h = model.rnn(x)[0].double()                        # (batch, time, hidden)
+    report = _train(model, x, y, steps=1, lr=1e-3)
+    if nonlinearity == "tanh":                              # tanh' = 1 - h² below 0.01
+        assert report.saturated == {"rnn": [float((h.abs() > math.sqrt(0.99)).double().mean())]}
+        assert report.dead == {}
+    else:                                                   # units 0 at every example and step
+        assert report.dead == {"rnn": [float((h == 0).all(0).all(0).double().mean())]}
+        assert report.saturated == {}
+
+
 class _Exp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(x)                       # overflows float32 above about 88.7

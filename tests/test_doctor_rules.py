@@ -658,3 +658,13 @@ def test_a_layer_not_measured_where_the_signal_fails_is_not_the_worst_gain() -> 
     # no gain measured at all: the layer after the first is named
     assert _one(_report(names[:3], activation_rms=rms([1.0, NAN, 1e4])), "exploding").where == "b"
     assert _one(_report(names[:3], activation_rms=rms([1.0, NAN, 1e-4])), "vanishing").where == "b"
+
+
+def test_a_layer_whose_output_is_zero_gives_no_numpy_warning() -> None:
+    import warnings
+
+    rms = np.array([[1.0, 0.0, 5.0, 1e4]] * 4 + [[1.0] * 4] * 4)  # a gain of 5 / 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finding = _one(_report(("a", "b", "c", "d"), activation_rms=rms), "exploding")
+    assert finding.where == "c" and "the largest gain, ×inf, at 'c'" in finding.evidence
