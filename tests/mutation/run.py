@@ -14,11 +14,18 @@ equivalent (no test can tell them from the original) are explained in tests/muta
     python tests/mutation/run.py --survivors diagnosis   # each survivor's diff
     python tests/mutation/run.py --rerun init    # only the survivors, against today's tests
     python tests/mutation/run.py --sample 300 doctor   # a seeded random sample of the mutants
+    python tests/mutation/run.py --rerun --only NAME,NAME doctor   # some survivors again
+    GRADPATH_MUTATION_TIMEOUT_MULTIPLIER=12 python tests/mutation/run.py --rerun doctor
+                                                 # the timeouts again, with a longer limit
 
-A module too large to run whole in the time at hand (the doctor: 3,372 mutants) can be measured
-on a seeded random sample of its mutants (``--sample N [--seed S]``, after a first ``run`` made
-the mutants): the report then gives the sample's share with a 95% (Wilson) interval, which
-estimates the whole module's score.
+A module too large to run whole in the time at hand (the doctor: 3,322 mutants) can be measured
+on a seeded random sample of its mutants (``--sample N [--seed S] [--chunk C]``, after a first
+``run`` made the mutants; it can be stopped once they exist): the sample is drawn in a random
+order and run C mutants per mutmut run, so the chunks finished when it is stopped are a random
+sample too (mutmut runs the cheapest mutants of a run first). The report then gives the
+sample's share with a 95% (Wilson) interval, strict (a timeout counts as survived) and with
+timeouts counted as caught, which estimates the whole module's score; ``--rerun`` after a sample
+reruns the sample's survivors and timeouts only.
 
 Not part of ``make test`` or CI: a module takes minutes to an hour on a busy 2-core machine.
 """
@@ -51,13 +58,15 @@ def settings() -> dict:
 
 def mutmut_table(conf: dict, module: str) -> str:
     tests = conf["tests"][module]
+    multiplier = os.environ.get("GRADPATH_MUTATION_TIMEOUT_MULTIPLIER",
+                                conf.get("timeout_multiplier", 4.0))
     lines = [
         "[tool.mutmut]",
         'source_paths = ["src/gradpath"]',   # src/: mutmut puts mutants/src first on sys.path
         f'only_mutate = ["src/gradpath/{module}.py"]',
         f"pytest_add_cli_args = {json.dumps(conf['pytest_args'])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(['tests/' + t for t in tests])}",
-        f"timeout_multiplier = {conf.get('timeout_multiplier', 4.0)}",
+        f"timeout_multiplier = {float(multiplier)}",
         f"timeout_constant = {conf.get('timeout_constant', 10.0)}",
         "use_git_change_detection = false",
     ]
@@ -123,15 +132,28 @@ def _run_names(module: str, jobs: int, names: list[str]) -> int:
     return code
 
 
-def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
+def rerun_survivors(conf: dict, module: str, jobs: int, only: list[str] | None = None) -> int:
     """Run the survivors of an earlier run again against the current tests (no restaging of the
-    mutants: the library is unchanged, only tests were added)."""
+    mutants: the library is unchanged, only tests were added). After a sample, only the
+    sample's survivors (and timeouts, to classify them); ``only`` narrows them to the names
+    given."""
     c = counts(module)
     if c is None:
         print(f"{module}: no earlier run; run it first")
         return 1
     _refresh_tests(conf, module)
     names = c["survived"] + c["not run"]
+    sample_path = WORK / module / "sample.json"
+    if sample_path.exists():
+        sample = json.loads(sample_path.read_text())
+        done = set(sample.get("done", sample["names"]))
+        names = [n for n in c["survived"] + c["timeout"] if n in done]
+    if only is not None:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            print(f"{module}: not survivors of the last run: {', '.join(unknown)}")
+            return 1
+        names = [n for n in names if n in set(only)]
     print(f"== {module}: {len(names)} survivors again", flush=True)
     if not names:
         return 0
@@ -274,6 +296,8 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", default=conf["modules"])
     parser.add_argument("--report", action="store_true", help="only print earlier scores")
     parser.add_argument("--survivors", action="store_true", help="show each survivor's diff")
+    parser.add_argument("--only", default=None, metavar="NAMES",
+                        help="with --rerun: only these mutants (comma-separated names)")
     parser.add_argument("--rerun", action="store_true",
                         help="run only the earlier survivors again, against the current tests")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
@@ -295,7 +319,8 @@ def main() -> None:
             run_sample(conf, module, args.jobs, args.sample, args.seed, args.chunk)
     elif args.rerun:
         for module in args.modules:
-            rerun_survivors(conf, module, args.jobs)
+            rerun_survivors(conf, module, args.jobs,
+                            args.only.split(",") if args.only else None)
     elif not args.report:
         for module in args.modules:
             run_module(conf, module, args.jobs)
