@@ -813,6 +813,19 @@ def test_a_container_layer_s_output_is_not_its_own_even_with_one_nested_layer() 
     assert math.isnan(report.activation_rms[0, 0]) and math.isfinite(report.activation_rms[0, 1])
 
 
+def test_a_zero_weight_matrix_gives_no_numpy_warning() -> None:
+    import warnings
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    nn.init.zeros_(model[1].weight)
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = _train(model, x, y, steps=1)
+    # ‖ΔW‖/‖W‖ of a zero matrix that moved is infinite
+    assert math.isinf(report.update_ratio[0, 1]) and math.isfinite(report.update_ratio[0, 0])
+
+
 def test_lazy_modules_must_run_once_first() -> None:
     lazy = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="run one forward pass before attaching"):

@@ -175,6 +175,9 @@ def test_the_html_page_of_a_healthy_report() -> None:
     assert "<h2>Gradient doctor: Net&lt;&amp;&gt;</h2>" in lines
     assert "<p>4 steps, 2 weight layers. <b>Healthy: no rule fired.</b></p>" in lines
     assert "<th>kind</th>" not in page                         # no findings table
+    assert ("<table><tr><th>layer</th><th>type</th><th>params</th><th>grad norm</th>"
+            "<th>update ratio</th><th>output RMS</th></tr>") in lines
+    assert "</table><p><small>Medians over the run.</small></p>" in lines
     assert ("<tr><td><code>(model)</code></td><td>Linear</td><td>1,000</td><td>4</td>"
             "<td>2.00e-04</td><td>1</td></tr>") in lines
     assert ("<tr><td><code>fc&lt;1&gt;</code></td><td>Linear</td><td>2,500</td><td>5</td>"
