@@ -132,6 +132,7 @@ def test_a_single_nonfinite_entry_is_found_from_the_tensor() -> None:
     assert report.first_nonfinite_gradient_step == 0
     assert report.first_nonfinite_loss_step is None
     assert math.isinf(report.gradient_norms[0, 1]) and math.isfinite(report.gradient_norms[0, 0])
+    assert math.isinf(report.global_norm[0])                  # inf marks it, as in each layer's
 
 
 # ------------------------------------------------------------------------------------------------

@@ -173,7 +173,9 @@ def _named_from_gradients(bad: list[str]) -> tuple[str, str]:
     for name in bad:
         params[name].grad.view(-1)[0] = math.nan  # type: ignore[union-attr]
     doctor.step(loss)
-    [finding] = doctor.report().by_kind("nonfinite")
+    report = doctor.report()
+    assert report.layers == ["inp", "mid", "out"]           # forward order
+    [finding] = report.by_kind("nonfinite")
     return finding.where, finding.evidence.split("; ", 1)[1]
 
 
