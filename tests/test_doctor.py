@@ -827,6 +827,26 @@ def test_a_zero_weight_matrix_gives_no_numpy_warning() -> None:
     assert math.isinf(report.update_ratio[0, 1]) and math.isfinite(report.update_ratio[0, 0])
 
 
+class _WithSpare(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.spare, self.b = nn.Linear(3, 4), nn.Linear(2, 2), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+def test_the_notes_word_for_word() -> None:
+    model = _WithSpare()
+    doctor = Doctor(model)
+    model(torch.randn(5, 3)).sum().backward()
+    doctor.step(1.0)
+    assert doctor.report().notes == [
+        "no optimizer given: update ratios and clipping were not measured (Doctor(model, "
+        "optimizer))",
+        "never received a gradient (unused?): spare"]
+
+
 def test_lazy_modules_must_run_once_first() -> None:
     lazy = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="run one forward pass before attaching"):
