@@ -252,3 +252,52 @@ def test_a_nonfinite_batch_passed_by_keyword_is_the_input() -> None:
     [finding] = doctor.report().by_kind("nonfinite")
     assert finding.where == "input" and finding.evidence.endswith(
         "the batch passed to the model holds 1 nan of 15 entries (re-ran the step)")
+
+
+class _InfBackwardSum(torch.autograd.Function):
+    """A finite sum whose backward sends inf into the model's output."""
+
+    @staticmethod
+    def forward(ctx, out):  # type: ignore[no-untyped-def, override]
+        return out.sum()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
+        return torch.full((5, 2), math.inf)
+
+
+def test_a_loss_whose_gradient_is_nonfinite_is_the_loss() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(fc0=nn.Linear(3, 4), fc1=nn.Linear(4, 2)))
+    doctor = Doctor(model)
+    _step(doctor, model, lambda out, _y: _InfBackwardSum.apply(out))
+    [finding] = doctor.report().by_kind("nonfinite")
+    assert (finding.where, finding.fix) == ("loss", LOSS_FIX)
+    assert finding.evidence.endswith("; the gradient of the loss with respect to the model's "
+                                     "output is non-finite (re-ran the step)")
+
+
+class _FailsWhenRerun(nn.Module):
+    """``_model()`` whose second forward call (the doctor's re-run) raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net, self.calls = _model(), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("boom")
+        return self.net(x)
+
+
+def test_a_rerun_that_fails_is_noted_and_the_gradients_decide() -> None:
+    model = _FailsWhenRerun()
+    doctor = Doctor(model)
+    _step(doctor, model)
+    report = doctor.report()
+    assert report.notes[0] == ("the re-run of step 0 failed (RuntimeError('boom')); the "
+                               "non-finite value was located from the gradient norms only")
+    [finding] = report.by_kind("nonfinite")
+    assert finding.where == "net.bad" and "(of the non-finite gradients, the one nearest the " \
+        "output)" in finding.evidence

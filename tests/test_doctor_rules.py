@@ -668,3 +668,28 @@ def test_a_layer_whose_output_is_zero_gives_no_numpy_warning() -> None:
         warnings.simplefilter("error")
         finding = _one(_report(("a", "b", "c", "d"), activation_rms=rms), "exploding")
     assert finding.where == "c" and "the largest gain, ×inf, at 'c'" in finding.evidence
+
+
+def test_the_other_dead_or_saturated_modules_are_listed_with_commas() -> None:
+    three = {"m1": [0.9], "m2": [0.8], "m3": [0.7]}
+    dead = _one(_report(dead=three, sample_steps=[7], steps=8), "dead_units")
+    assert "; also 'm2' 80%, 'm3' 70%; rule" in dead.evidence
+    sat = _one(_report(saturated=three), "saturation")
+    assert "; also 'm2' 80%, 'm3' 70%; rule" in sat.evidence
+
+
+def test_global_growth_names_a_layer_that_grew_not_one_without_a_gradient() -> None:
+    glob = np.array([1.0, 1.0, 1.0, 2000.0, 1.0, 1.0, 1.0, 1.0])
+    g = _grads({0: [NAN, 2.0, 2.0], 3: [1.0, 1.0, 1.6]})   # 'a' unmeasured at the start;
+    finding = _one(_report(global_norm=glob, gradient_norms=g), "exploding")  # 'b' ×0.5, 'c' ×0.8
+    assert finding.where == "c"
+
+
+def test_zero_outputs_in_a_row_give_no_numpy_warning() -> None:
+    import warnings
+
+    rms = np.array([[1.0, 0.0, 0.0, 1e4]] * 4 + [[1.0] * 4] * 4)  # gains 0, 0 / 0, 1e4 / 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finding = _one(_report(("a", "b", "c", "d"), activation_rms=rms), "exploding")
+    assert finding.where == "d"
