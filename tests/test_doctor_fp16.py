@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from gradpath.doctor import Doctor
@@ -96,3 +97,13 @@ def test_norms_float32_cannot_hold_are_exact(sync_every: int) -> None:
     for row in report.gradient_norms:
         assert row.tolist() == pytest.approx(exact, rel=1e-6)
     assert report.first_nonfinite_gradient_step is None and "nonfinite" not in report.kinds()
+
+
+def test_without_float16_the_zero_share_is_not_measured() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(5, 3)).sum().backward()
+    doctor.step(1.0)
+    report = doctor.report()
+    assert report.zero_fraction.shape == (1, 2) and np.isnan(report.zero_fraction).all()
