@@ -172,6 +172,11 @@ def test_the_html_page_of_a_healthy_report() -> None:
     lines = page.split("\n")
     assert lines[:3] == ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
                          "<title>Gradient doctor: Net&lt;&amp;&gt;</title>"]
+    assert lines[3] == (
+        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;}"
+        "table{border-collapse:collapse;font-size:0.9rem;}td,th{border:1px solid #ccc;"
+        "padding:0.25rem 0.5rem;text-align:left;vertical-align:top;}"
+        ".kind{font-weight:bold;color:#D55E00;}img{max-width:100%;}</style></head><body>")
     assert "<h2>Gradient doctor: Net&lt;&amp;&gt;</h2>" in lines
     assert "<p>4 steps, 2 weight layers. <b>Healthy: no rule fired.</b></p>" in lines
     assert "<th>kind</th>" not in page                         # no findings table

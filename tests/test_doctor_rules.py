@@ -618,6 +618,13 @@ def test_report_text_header_table_and_notes() -> None:
                         "update_ratio": 2e-4, "output_rms": 0.5}
 
 
+def test_the_layer_column_is_at_least_as_wide_as_its_title() -> None:
+    lines = str(_report(("a", "b"), steps=2)).splitlines()
+    assert lines[2] == ("  layer  type               grad norm  update/W   out RMS   (medians over "
+                        "the run)")
+    assert lines[3] == "  a      Linear                     1     0.001         1"
+
+
 def test_report_text_with_findings() -> None:
     report = _report(dead={"relu": [0.9]}, first_nonfinite_loss_step=1)
     report.findings = apply_rules(report)
