@@ -14,6 +14,7 @@ equivalent (no test can tell them from the original) are explained in tests/muta
     python tests/mutation/run.py --survivors diagnosis   # each survivor's diff
     python tests/mutation/run.py --rerun init    # only the survivors, against today's tests
     python tests/mutation/run.py --sample 300 doctor   # a seeded random sample of the mutants
+    python tests/mutation/run.py --resume doctor       # the sample's next chunks
     python tests/mutation/run.py --rerun --only NAME,NAME doctor   # some survivors again
     GRADPATH_MUTATION_TIMEOUT_MULTIPLIER=12 python tests/mutation/run.py --rerun doctor
                                                  # the timeouts again, with a longer limit
@@ -160,7 +161,8 @@ def rerun_survivors(conf: dict, module: str, jobs: int, only: list[str] | None =
     return _run_names(module, jobs, names)
 
 
-def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int, chunk: int) -> int:
+def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int, chunk: int,
+               resume: bool = False) -> int:
     """Run a seeded random sample of ``size`` of the module's mutants against today's tests.
 
     mutmut runs the mutants it is given cheapest first, so a run stopped early leaves a biased
@@ -168,7 +170,8 @@ def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int, chunk: 
     mutants, one mutmut run each: the chunks finished when time runs out are themselves a
     seeded random sample. ``sample.json`` keeps the order and the names that got a verdict;
     every verdict of the sample is cleared first (an earlier run's verdicts came from other
-    tests)."""
+    tests). ``resume`` continues the sample in ``sample.json`` after its last whole chunk (the
+    verdicts it has are kept: tests are only added between runs)."""
     meta = _meta(module)
     if not meta.exists():
         print(f"{module}: no mutants yet; run it first (a run can be stopped once they exist)")
@@ -176,17 +179,27 @@ def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int, chunk: 
     _refresh_tests(conf, module)
     data = json.loads(meta.read_text())
     names = sorted(data["exit_code_by_key"])
-    order = random.Random(seed).sample(names, min(size, len(names)))
-    for name in order:
-        data["exit_code_by_key"][name] = None
-    meta.write_text(json.dumps(data))
     path = WORK / module / "sample.json"
-    sample = {"seed": seed, "names": order, "chunk": chunk, "done": []}
+    if resume:
+        sample = json.loads(path.read_text())
+        order, chunk = sample["names"], sample["chunk"]
+        first = len(sample["done"])
+        for name in order[first:]:
+            data["exit_code_by_key"][name] = None
+        print(f"== {module}: the sample (seed {sample['seed']}) resumed after its "
+              f"{first} mutants with a verdict", flush=True)
+    else:
+        order = random.Random(seed).sample(names, min(size, len(names)))
+        for name in order:
+            data["exit_code_by_key"][name] = None
+        sample = {"seed": seed, "names": order, "chunk": chunk, "done": []}
+        first = 0
+        print(f"== {module}: a sample of {len(order)} of {len(names)} mutants (seed {seed}), "
+              f"in chunks of {chunk}", flush=True)
+    meta.write_text(json.dumps(data))
     path.write_text(json.dumps(sample))
-    print(f"== {module}: a sample of {len(order)} of {len(names)} mutants (seed {seed}), in "
-          f"chunks of {chunk}", flush=True)
     code = 0
-    for start in range(0, len(order), chunk):
+    for start in range(first, len(order), chunk):
         part = order[start:start + chunk]
         code = _run_names(module, jobs, part) or code
         verdicts = json.loads(meta.read_text())["exit_code_by_key"]
@@ -296,6 +309,8 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", default=conf["modules"])
     parser.add_argument("--report", action="store_true", help="only print earlier scores")
     parser.add_argument("--survivors", action="store_true", help="show each survivor's diff")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the last sample after its last whole chunk")
     parser.add_argument("--only", default=None, metavar="NAMES",
                         help="with --rerun: only these mutants (comma-separated names)")
     parser.add_argument("--rerun", action="store_true",
@@ -314,9 +329,9 @@ def main() -> None:
         for module in args.modules:
             survivors(module)
         return
-    if args.sample:
+    if args.sample or args.resume:
         for module in args.modules:
-            run_sample(conf, module, args.jobs, args.sample, args.seed, args.chunk)
+            run_sample(conf, module, args.jobs, args.sample, args.seed, args.chunk, args.resume)
     elif args.rerun:
         for module in args.modules:
             rerun_survivors(conf, module, args.jobs,
