@@ -865,3 +865,107 @@ def test_a_step_with_two_forward_calls_is_searched_in_full() -> None:
     doctor.step(loss)
     [finding] = doctor.report().by_kind("nonfinite")
     assert finding.where == "blow" and "forward output of 'blow'" in finding.evidence
+
+
+class _KeywordLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(input=x)                 # the hook sees no positional input
+
+
+def test_a_layer_called_by_keyword_without_activation_modules() -> None:
+    model = _KeywordLayer()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(4, 3)).sum().backward()
+    doctor.step(1.0)
+    assert doctor.report().layers == ["lin"]
+
+
+def test_a_forward_without_gradients_is_not_sampled() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    doctor = Doctor(model, sample_every=1)
+    x = torch.randn(8, 3)
+    with torch.no_grad():
+        model(-1000.0 * x)                       # an evaluation pass first: not the step's
+    out = model(x)
+    out.sum().backward()
+    doctor.step(1.0)
+    report = doctor.report()
+    rms = float(out.detach().double().pow(2).mean().sqrt())
+    assert report.activation_rms[0, 1] == pytest.approx(rms, rel=1e-6)
+
+
+def test_one_activation_module_used_twice_is_sampled_at_each_call() -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.relu = nn.Linear(3, 4), nn.Linear(4, 2), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.b(self.relu(self.a(x))))
+
+    model = Shared()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(8, 3)).sum().backward()
+    doctor.step(1.0)
+    assert sorted(doctor.report().dead) == ["relu", "relu (call 2)"]
+
+
+def test_gradients_unscaled_before_the_doctor_are_not_divided_again() -> None:
+    torch.manual_seed(1)
+    model = _mlp(nn.ReLU, depth=3)
+    twin = copy.deepcopy(model)
+    x, y = _batch()
+    plain = _train(twin, x, y, steps=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    with Doctor(model, opt, scaler, sample_every=1) as doctor:
+        opt.zero_grad()
+        loss = CE(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)                     # e.g. to clip: the doctor sees true gradients
+        doctor.step(loss)
+        scaler.step(opt)
+        scaler.update()
+        report = doctor.report()
+    np.testing.assert_allclose(report.gradient_norms, plain.gradient_norms, rtol=1e-5)
+
+
+def test_the_update_ratio_of_weights_whose_float32_norm_underflows() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.fill_(1e-30)             # squares underflow float32: norm redone
+    before = model[1].weight.detach().double().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with Doctor(model, opt, sample_every=1) as doctor:
+        model(torch.randn(5, 3)).sum().backward()
+        doctor.step(1.0)
+        opt.step()
+        report = doctor.report()
+    after = model[1].weight.detach().double()
+    # ΔW is taken in float32 as the doctor takes it, ‖W‖ in float64
+    delta = (before.float() - after.float()).double().norm()
+    assert report.update_ratio[0, 1] == pytest.approx(float(delta / before.norm()), rel=1e-6)
+
+
+def test_without_any_activation_measurement_a_note_says_so() -> None:
+    model = nn.Linear(3, 2)
+    doctor = Doctor(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    model(torch.randn(3)).sum().backward()      # one example, 1-D: no inputs to count as dead
+    doctor.step(1.0)
+    assert doctor.report().notes == [
+        "no nn.ReLU/nn.Sigmoid/nn.Tanh modules: dead and saturated fractions were not measured "
+        "(activations called as functions are invisible to hooks)"]
+
+
+def test_a_forward_overflow_is_named_with_its_class() -> None:
+    model = nn.Sequential(OrderedDict(fc0=nn.Linear(32, 64), blow=_Exp(), fc1=nn.Linear(64, 10)))
+    x, y = _batch()
+    report = _train(model, 1000.0 * x, y, steps=1)
+    [finding] = report.by_kind("nonfinite")
+    assert "the forward output of 'blow' (_Exp) holds " in finding.evidence

@@ -107,3 +107,12 @@ def test_without_float16_the_zero_share_is_not_measured() -> None:
     doctor.step(1.0)
     report = doctor.report()
     assert report.zero_fraction.shape == (1, 2) and np.isnan(report.zero_fraction).all()
+
+
+def test_a_model_whose_only_gradient_is_sparse() -> None:
+    embed = nn.Embedding(10, 4, sparse=True)
+    doctor = Doctor(embed)
+    embed(torch.tensor([1, 2, 2, 7])).sum().backward()
+    doctor.step(1.0)
+    dense = embed.weight.grad.coalesce().to_dense().double()  # type: ignore[union-attr]
+    assert doctor.report().gradient_norms[0].tolist() == pytest.approx([float(dense.norm())])

@@ -700,3 +700,14 @@ def test_zero_outputs_in_a_row_give_no_numpy_warning() -> None:
         warnings.simplefilter("error")
         finding = _one(_report(("a", "b", "c", "d"), activation_rms=rms), "exploding")
     assert finding.where == "d"
+
+
+def test_global_growth_with_a_layer_at_zero_gives_no_numpy_warning() -> None:
+    import warnings
+
+    glob = np.array([1.0, 1.0, 1.0, 2000.0, 1.0, 1.0, 1.0, 1.0])
+    g = _grads({0: [0.0, 2.0, 2.0], 3: [0.0, 1.0, 1.6]})        # 'a': 0 / 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        findings = apply_rules(_report(global_norm=glob, gradient_norms=g))
+    assert [f.where for f in findings if f.kind == "exploding"] == ["c"]
