@@ -969,3 +969,4 @@ def test_a_forward_overflow_is_named_with_its_class() -> None:
     report = _train(model, 1000.0 * x, y, steps=1)
     [finding] = report.by_kind("nonfinite")
     assert "the forward output of 'blow' (_Exp) holds " in finding.evidence
+    assert finding.evidence.endswith(" entries (re-ran the step)")
