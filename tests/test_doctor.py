@@ -906,13 +906,32 @@ def test_one_activation_module_used_twice_is_sampled_at_each_call() -> None:
             self.a, self.b, self.relu = nn.Linear(3, 4), nn.Linear(4, 2), nn.ReLU()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.relu(self.b(self.relu(self.a(x))))
+            return self.relu(self.b(self.relu(self.a(x)))) + self.relu(x[:, :2])
 
     model = Shared()
     doctor = Doctor(model, sample_every=1)
     model(torch.randn(8, 3)).sum().backward()
     doctor.step(1.0)
-    assert sorted(doctor.report().dead) == ["relu", "relu (call 2)"]
+    assert sorted(doctor.report().dead) == ["relu", "relu (call 2)", "relu (call 3)"]
+
+
+class _SpareFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.spare, self.a, self.b = nn.Linear(2, 2), nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+def test_a_layer_never_called_keeps_its_registered_place() -> None:
+    model = _SpareFirst()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(5, 3)).sum().backward()
+    doctor.step(1.0)
+    report = doctor.report()
+    assert report.layers == ["spare", "a", "b"]
+    assert report.notes[-1] == "never received a gradient (unused?): spare"
 
 
 def test_gradients_unscaled_before_the_doctor_are_not_divided_again() -> None:
