@@ -71,6 +71,7 @@ def test_the_heat_map_is_log10_of_the_gradient_norms_layers_by_steps() -> None:
     assert list(left.get_yticks()) == [0, 1, 2]
     assert left.get_xlabel() == "step" and left.get_title() == "gradient norm per layer"
     assert colour_bar.get_ylabel() == "log10 ‖∂L/∂W‖"
+    assert colour_bar.get_ylim() == (-3.0, 4.0)              # the heat map's scale
     assert not left.lines                                    # no non-finite step to mark
 
 
