@@ -261,6 +261,17 @@ def test_an_rnn_s_own_saturated_or_dead_share_is_measured(nonlinearity: str) -> 
         assert report.saturated == {}
 
 
+def test_an_rnn_s_growth_through_time_is_its_last_step_s_rms_over_its_first() -> None:
+    x, y = _sequences()
+    torch.manual_seed(0)
+    model = _RNNNet(1.5)
+    with torch.no_grad():
+        h = model.rnn(x)[0].double()                        # (batch, time, hidden)
+    report = _train(model, x, y, steps=1, lr=1e-3)
+    expected = float(h[:, -1].pow(2).mean().sqrt() / h[:, 0].pow(2).mean().sqrt())
+    assert report.time_growth["rnn"] == [pytest.approx(expected, rel=1e-6)]
+
+
 class _Exp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(x)                       # overflows float32 above about 88.7

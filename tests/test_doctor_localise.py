@@ -301,3 +301,27 @@ def test_a_rerun_that_fails_is_noted_and_the_gradients_decide() -> None:
     [finding] = report.by_kind("nonfinite")
     assert finding.where == "net.bad" and "(of the non-finite gradients, the one nearest the " \
         "output)" in finding.evidence
+
+
+class _Scaled(nn.Module):
+    """``_model()`` called with a number as a second argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _model()
+
+    def forward(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        return self.net(factor * x)
+
+
+def test_a_forward_with_a_number_argument_is_re_run() -> None:
+    model = _Scaled()
+    doctor = Doctor(model)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    loss = CE(model(x, 2.0), torch.tensor([0, 1, 0, 1, 1]))
+    loss.backward()
+    doctor.step(loss)
+    report = doctor.report()
+    [finding] = report.by_kind("nonfinite")
+    assert finding.where == "net.bad" and finding.evidence.endswith("(re-ran the step)")
+    assert not any("re-run" in note for note in report.notes)
