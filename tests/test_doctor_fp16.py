@@ -116,3 +116,33 @@ def test_a_model_whose_only_gradient_is_sparse() -> None:
     doctor.step(1.0)
     dense = embed.weight.grad.coalesce().to_dense().double()  # type: ignore[union-attr]
     assert doctor.report().gradient_norms[0].tolist() == pytest.approx([float(dense.norm())])
+
+
+class _HalfOutput(nn.Module):
+    """A float32 weight matrix whose module returns float16: only the output is float16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(0.3 * torch.randn(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.weight.t()).half()
+
+
+def test_float16_activations_alone_turn_on_the_zero_share() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(_HalfOutput())
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(5, 3)).float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())  # type: ignore[union-attr]
+    doctor.step(1.0)
+    assert np.isfinite(doctor.report().zero_fraction).all()
+
+
+def test_the_output_rms_of_a_single_number() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+    doctor = Doctor(model, sample_every=1)
+    out = model(torch.randn(1, 3))
+    out.sum().backward()
+    doctor.step(1.0)
+    assert doctor.report().activation_rms[0, 1] == pytest.approx(abs(float(out.detach())), rel=1e-6)

@@ -325,3 +325,16 @@ def test_a_forward_with_a_number_argument_is_re_run() -> None:
     [finding] = report.by_kind("nonfinite")
     assert finding.where == "net.bad" and finding.evidence.endswith("(re-ran the step)")
     assert not any("re-run" in note for note in report.notes)
+
+
+def test_a_forward_called_by_keyword_is_re_run_with_its_keywords() -> None:
+    model = _Keyword()
+    doctor = Doctor(model)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    loss = CE(model(x=x), torch.tensor([0, 1, 0, 1, 1]))
+    loss.backward()
+    doctor.step(loss)
+    report = doctor.report()
+    [finding] = report.by_kind("nonfinite")
+    assert finding.where == "net.bad" and finding.evidence.endswith("(re-ran the step)")
+    assert not any("re-run" in note for note in report.notes)
