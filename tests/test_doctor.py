@@ -132,6 +132,7 @@ def test_a_single_nonfinite_entry_is_found_from_the_tensor() -> None:
     assert report.first_nonfinite_gradient_step == 0
     assert report.first_nonfinite_loss_step is None
     assert math.isinf(report.gradient_norms[0, 1]) and math.isfinite(report.gradient_norms[0, 0])
+    assert math.isinf(report.global_norm[0])                  # inf marks it, as in each layer's
 
 
 # ------------------------------------------------------------------------------------------------
@@ -242,6 +243,33 @@ def test_a_tanh_rnn_in_its_linear_regime_explodes_backward() -> None:
     [finding] = report.by_kind("exploding")
     assert finding.where == "rnn"
     assert "the gradient norm of 'rnn' (input side)" in finding.evidence
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_an_rnn_s_own_saturated_or_dead_share_is_measured(nonlinearity: str) -> None:
+    x, y = _sequences()
+    torch.manual_seed(0)
+    model = _RNNNet(3.0, nonlinearity)
+    with torch.no_grad():
+        h = model.rnn(x)[0].double()                        # (batch, time, hidden)
+    report = _train(model, x, y, steps=1, lr=1e-3)
+    if nonlinearity == "tanh":                              # tanh' = 1 - h² below 0.01
+        assert report.saturated == {"rnn": [float((h.abs() > math.sqrt(0.99)).double().mean())]}
+        assert report.dead == {}
+    else:                                                   # units 0 at every example and step
+        assert report.dead == {"rnn": [float((h == 0).all(0).all(0).double().mean())]}
+        assert report.saturated == {}
+
+
+def test_an_rnn_s_growth_through_time_is_its_last_step_s_rms_over_its_first() -> None:
+    x, y = _sequences()
+    torch.manual_seed(0)
+    model = _RNNNet(1.5)
+    with torch.no_grad():
+        h = model.rnn(x)[0].double()                        # (batch, time, hidden)
+    report = _train(model, x, y, steps=1, lr=1e-3)
+    expected = float(h[:, -1].pow(2).mean().sqrt() / h[:, 0].pow(2).mean().sqrt())
+    assert report.time_growth["rnn"] == [pytest.approx(expected, rel=1e-6)]
 
 
 class _Exp(nn.Module):
@@ -420,7 +448,7 @@ class _ResBlock(nn.Module):
 
 
 class _ResMLP(nn.Module):
-    def __init__(self, depth: int = 20, width: int = 64) -> None:
+    def __init__(self, depth: int = 20, width: int = 32) -> None:
         super().__init__()
         self.inp = nn.Linear(32, width)
         self.blocks = nn.Sequential(*[_ResBlock(width) for _ in range(depth)])
@@ -431,7 +459,7 @@ class _ResMLP(nn.Module):
 
 
 class _TinyLM(nn.Module):
-    def __init__(self, vocab: int = 64, width: int = 64, context: int = 32) -> None:
+    def __init__(self, vocab: int = 32, width: int = 32, context: int = 16) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.position = nn.Parameter(torch.zeros(context, width))   # owned by the model itself
@@ -452,9 +480,9 @@ def _lm_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def test_healthy_residual_relu_he_batchnorm_model() -> None:
-    x, y = _batch()
+    x, y = _batch(64)
     model = _ResMLP()
-    report = _train(model, x, y, steps=30,
+    report = _train(model, x, y, steps=20,
                     optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
                     sample_every=5)
     assert not {"vanishing", "exploding", "nonfinite"} & report.kinds(), str(report)
@@ -462,9 +490,9 @@ def test_healthy_residual_relu_he_batchnorm_model() -> None:
 
 
 def test_healthy_small_transformer() -> None:
-    tokens = torch.randint(0, 64, (16, 33), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, 32, (8, 17), generator=torch.Generator().manual_seed(0))
     model = _TinyLM()
-    report = _train(model, tokens[:, :-1], tokens[:, 1:], steps=30, loss_fn=_lm_loss,
+    report = _train(model, tokens[:, :-1], tokens[:, 1:], steps=20, loss_fn=_lm_loss,
                     optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), sample_every=5)
     assert not {"vanishing", "exploding", "nonfinite"} & report.kinds(), str(report)
     assert report.healthy, str(report)
@@ -521,6 +549,63 @@ def test_other_bad_arguments() -> None:
     doctor.detach()
     with pytest.raises(RuntimeError, match="detached"):
         doctor.step(1.0)
+
+
+def _message(error: type[Exception], call: Callable[[], object]) -> str:
+    with pytest.raises(error) as caught:
+        call()
+    return str(caught.value)
+
+
+def test_every_refusal_word_for_word() -> None:
+    model = nn.Linear(3, 3)
+    advice = ("the doctor reads the gradients of parameters; attach it to the model you train, "
+              "with requires_grad=True on what it learns")
+    assert _message(ValueError, lambda: Doctor(nn.ReLU())) == (
+        f"model ReLU has no trainable parameters: {advice}")
+    assert _message(ValueError, lambda: Doctor(nn.Linear(3, 3).requires_grad_(False))) == (
+        f"model Linear has no trainable parameters (2 frozen): {advice}")
+    assert _message(TypeError, lambda: Doctor(object())) == (  # type: ignore[arg-type]
+        "model must be a torch.nn.Module, got object")
+    for kwargs, shown in (({"sample_every": 0}, "sample_every must be a positive integer, got 0"),
+                          ({"sample_every": 2.0}, "sample_every must be a positive integer, got "
+                                                  "2.0"),
+                          ({"sync_every": True}, "sync_every must be a positive integer, got "
+                                                 "True"),
+                          ({"sync_every": -1}, "sync_every must be a positive integer, got -1")):
+        assert _message(ValueError, lambda k=kwargs: Doctor(model, **k)) == shown  # type: ignore
+    Doctor(model, sample_every=1, sync_every=1).detach()          # 1 is allowed
+    assert _message(TypeError, lambda: Doctor(model, object())) == (  # type: ignore[arg-type]
+        "optimizer must be a torch.optim.Optimizer, got object")
+    other = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    assert _message(ValueError, lambda: Doctor(model, other)) == (
+        "optimizer holds none of the model's trainable parameters: pass the optimizer that "
+        "trains this model")
+    assert _message(TypeError, lambda: Doctor(model, scaler=object())) == (
+        "scaler must be a torch.amp.GradScaler, got object")
+    lazy = nn.Sequential(nn.LazyLinear(4), nn.Linear(4, 2))
+    assert _message(ValueError, lambda: Doctor(lazy)) == (
+        "parameters 0.weight, 0.bias are not initialized yet (lazy modules): run one forward "
+        "pass before attaching the doctor")
+    assert _message(RuntimeError, lambda: Doctor(model).report()) == (
+        "no step recorded yet: call doctor.step(loss) after each loss.backward()")
+    doctor = Doctor(model)
+    assert _message(RuntimeError, lambda: doctor.step(1.0)) == (
+        "no parameter has a gradient yet: call loss.backward() before doctor.step(loss)")
+    out = model(torch.randn(2, 3))
+    out.sum().backward()
+    assert _message(ValueError, lambda: doctor.step(out)) == (
+        "loss must be a scalar (0-d or one-element tensor), got shape (2, 3): reduce it first "
+        "(loss.mean() or loss.sum()) and call backward on that")
+    for bad, kind in (("0.5", "str"), (True, "bool")):
+        assert _message(ValueError, lambda b=bad: doctor.step(b)) == (  # type: ignore[misc]
+            f"loss must be a scalar tensor or a number, got {kind}")
+    doctor.step(torch.tensor([2.0]))                                # one element is a scalar
+    doctor.step(3)                                                  # so is an int
+    assert doctor.report().loss.tolist() == [2.0, 3.0]
+    doctor.detach()
+    assert _message(RuntimeError, lambda: doctor.step(1.0)) == (
+        "this doctor was detached: create a new Doctor(model, ...)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -629,13 +714,11 @@ def test_report_renders_as_text_figure_and_self_contained_html() -> None:
     report = _train(_mlp(nn.Sigmoid, depth=12, init="default"), x, y, steps=8)
     text = str(report)
     assert "[vanishing] at 'fc0'" in text and "learn why:" in text
-    figure = report.figure()
-    assert len(figure.axes) == 3                  # heat-map, its colour bar, the update ratio
-    page = report.to_html()
+    page = report.to_html()                       # draws the figure (its axes: test_doctor_report)
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
     assert "vanishing" in page and "fc0" in page
     assert "http" not in page                     # self-contained: nothing fetched from elsewhere
-    assert report._repr_html_().startswith("<!DOCTYPE html>")
+    # (``_repr_html_`` is ``to_html``: tests/test_doctor_report.py)
     assert set(report.kinds()) <= set(KINDS)
 
 
@@ -720,6 +803,61 @@ def test_models_without_weight_matrices_and_single_layers(recwarn: pytest.Warnin
     assert not [w for w in recwarn if "matplotlib" in str(w.filename) or "ylim" in str(w.message)]
 
 
+class _OwnsOneMatrix(nn.Module):
+    """A model that owns a weight matrix and calls one nested layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.position = nn.Parameter(torch.ones(3, 3))
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x + self.position)
+
+
+def test_a_container_layer_s_output_is_not_its_own_even_with_one_nested_layer() -> None:
+    model = _OwnsOneMatrix()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(3, 3)).sum().backward()
+    doctor.step(1.0)
+    report = doctor.report()
+    assert report.layers == ["", "lin"]
+    assert math.isnan(report.activation_rms[0, 0]) and math.isfinite(report.activation_rms[0, 1])
+
+
+def test_a_zero_weight_matrix_gives_no_numpy_warning() -> None:
+    import warnings
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    nn.init.zeros_(model[1].weight)
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = _train(model, x, y, steps=1)
+    # ‖ΔW‖/‖W‖ of a zero matrix that moved is infinite
+    assert math.isinf(report.update_ratio[0, 1]) and math.isfinite(report.update_ratio[0, 0])
+
+
+class _WithSpare(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.spare, self.b = nn.Linear(3, 4), nn.Linear(2, 2), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+def test_the_notes_word_for_word() -> None:
+    model = _WithSpare()
+    doctor = Doctor(model)
+    model(torch.randn(5, 3)).sum().backward()
+    doctor.step(1.0)
+    assert doctor.report().notes == [
+        "no optimizer given: update ratios and clipping were not measured (Doctor(model, "
+        "optimizer))",
+        "never received a gradient (unused?): spare"]
+
+
 def test_lazy_modules_must_run_once_first() -> None:
     lazy = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="run one forward pass before attaching"):
@@ -738,3 +876,127 @@ def test_a_step_with_two_forward_calls_is_searched_in_full() -> None:
     doctor.step(loss)
     [finding] = doctor.report().by_kind("nonfinite")
     assert finding.where == "blow" and "forward output of 'blow'" in finding.evidence
+
+
+class _KeywordLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(input=x)                 # the hook sees no positional input
+
+
+def test_a_layer_called_by_keyword_without_activation_modules() -> None:
+    model = _KeywordLayer()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(4, 3)).sum().backward()
+    doctor.step(1.0)
+    assert doctor.report().layers == ["lin"]
+
+
+def test_a_forward_without_gradients_is_not_sampled() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    doctor = Doctor(model, sample_every=1)
+    x = torch.randn(8, 3)
+    with torch.no_grad():
+        model(-1000.0 * x)                       # an evaluation pass first: not the step's
+    out = model(x)
+    out.sum().backward()
+    doctor.step(1.0)
+    report = doctor.report()
+    rms = float(out.detach().double().pow(2).mean().sqrt())
+    assert report.activation_rms[0, 1] == pytest.approx(rms, rel=1e-6)
+
+
+def test_one_activation_module_used_twice_is_sampled_at_each_call() -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.relu = nn.Linear(3, 4), nn.Linear(4, 2), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.b(self.relu(self.a(x)))) + self.relu(x[:, :2])
+
+    model = Shared()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(8, 3)).sum().backward()
+    doctor.step(1.0)
+    assert sorted(doctor.report().dead) == ["relu", "relu (call 2)", "relu (call 3)"]
+
+
+class _SpareFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.spare, self.a, self.b = nn.Linear(2, 2), nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+def test_a_layer_never_called_keeps_its_registered_place() -> None:
+    model = _SpareFirst()
+    doctor = Doctor(model, sample_every=1)
+    model(torch.randn(5, 3)).sum().backward()
+    doctor.step(1.0)
+    report = doctor.report()
+    assert report.layers == ["spare", "a", "b"]
+    assert report.notes[-1] == "never received a gradient (unused?): spare"
+
+
+def test_gradients_unscaled_before_the_doctor_are_not_divided_again() -> None:
+    torch.manual_seed(1)
+    model = _mlp(nn.ReLU, depth=3)
+    twin = copy.deepcopy(model)
+    x, y = _batch()
+    plain = _train(twin, x, y, steps=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    with Doctor(model, opt, scaler, sample_every=1) as doctor:
+        opt.zero_grad()
+        loss = CE(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)                     # e.g. to clip: the doctor sees true gradients
+        doctor.step(loss)
+        scaler.step(opt)
+        scaler.update()
+        report = doctor.report()
+    np.testing.assert_allclose(report.gradient_norms, plain.gradient_norms, rtol=1e-5)
+
+
+def test_the_update_ratio_of_weights_whose_float32_norm_underflows() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.fill_(1e-30)             # squares underflow float32: norm redone
+    before = model[1].weight.detach().double().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with Doctor(model, opt, sample_every=1) as doctor:
+        model(torch.randn(5, 3)).sum().backward()
+        doctor.step(1.0)
+        opt.step()
+        report = doctor.report()
+    after = model[1].weight.detach().double()
+    # ΔW is taken in float32 as the doctor takes it, ‖W‖ in float64
+    delta = (before.float() - after.float()).double().norm()
+    assert report.update_ratio[0, 1] == pytest.approx(float(delta / before.norm()), rel=1e-6)
+
+
+def test_without_any_activation_measurement_a_note_says_so() -> None:
+    model = nn.Linear(3, 2)
+    doctor = Doctor(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    model(torch.randn(3)).sum().backward()      # one example, 1-D: no inputs to count as dead
+    doctor.step(1.0)
+    assert doctor.report().notes == [
+        "no nn.ReLU/nn.Sigmoid/nn.Tanh modules: dead and saturated fractions were not measured "
+        "(activations called as functions are invisible to hooks)"]
+
+
+def test_a_forward_overflow_is_named_with_its_class() -> None:
+    model = nn.Sequential(OrderedDict(fc0=nn.Linear(32, 64), blow=_Exp(), fc1=nn.Linear(64, 10)))
+    x, y = _batch()
+    report = _train(model, 1000.0 * x, y, steps=1)
+    [finding] = report.by_kind("nonfinite")
+    assert "the forward output of 'blow' (_Exp) holds " in finding.evidence
+    assert finding.evidence.endswith(" entries (re-ran the step)")

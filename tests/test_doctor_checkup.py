@@ -175,9 +175,19 @@ def test_an_optimizer_that_cannot_be_copied_asks_for_a_function() -> None:
 
     model = _net()
     opt = Special(model.parameters(), lr=0.1, special=True)
-    with pytest.raises(ValueError, match=r"^cannot copy Special \(.*\); pass a function "
-                                         r"that builds it, e\.g\. optimizer=lambda ps: "):
+    with pytest.raises(ValueError) as caught:
         checkup(model, *_data(), CE, optimizer=opt)
+    assert str(caught.value).startswith("cannot copy Special (")
+    assert str(caught.value).endswith("); pass a function that builds it, e.g. "
+                                      "optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1)")
+
+
+def test_checkup_of_a_model_without_parameters_gets_the_doctor_s_refusal() -> None:
+    x, y = _data()
+    spare = nn.Parameter(torch.zeros(1))
+    with pytest.raises(ValueError, match="^model ReLU has no trainable parameters: "):
+        checkup(nn.ReLU(), x, y, lambda out, _y: out.sum(),
+                optimizer=lambda _ps: torch.optim.SGD([spare], lr=0.1))
 
 
 # ------------------------------------------------------------------------------------------------

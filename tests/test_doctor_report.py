@@ -9,21 +9,51 @@ the figure as an inline PNG.
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 
 import numpy as np
 import pytest
-from gradpath.doctor import Finding, apply_rules
+from gradpath.doctor import Finding, Report, apply_rules
 from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 from test_doctor_rules import _report
 
 NAN = math.nan
+LAID_OUT: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _layout_spy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tight_layout`` is four fifths of a figure's time and moves no artist these tests read
+    (titles, labels, images, lines, limits): it is replaced by a spy that records each call, and
+    ``_axes`` asserts it ran once per figure. The real one runs in
+    ``test_a_figure_draws_without_warnings`` and in tests/test_doctor.py."""
+    LAID_OUT.clear()
+    if request.node.name != "test_a_figure_draws_without_warnings":
+        monkeypatch.setattr(Figure, "tight_layout", lambda self, *a, **k: LAID_OUT.append(
+            (id(self), a, k)))
 
 
 def _axes(report):  # type: ignore[no-untyped-def]
     figure = report.figure()
+    assert [call for call in LAID_OUT if call[0] == id(figure)] == [(id(figure), (), {})]
     assert len(figure.axes) in (2, 3)
     return figure, figure.axes[0], figure.axes[1], figure.axes[2:]
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels from a PNG's header (its IHDR chunk)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    return struct.unpack(">II", png[16:24])
+
+
+@pytest.fixture
+def small_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTML tests read the page, not the figure (tested above): ``Report.figure`` draws a
+    1 × 1 inch figure instead, cheap to save, whose PNG size (110 × 110 pixels) shows the dpi."""
+    monkeypatch.setattr(Report, "figure", lambda self: Figure(figsize=(1.0, 1.0)))
 
 
 def test_the_heat_map_is_log10_of_the_gradient_norms_layers_by_steps() -> None:
@@ -41,6 +71,7 @@ def test_the_heat_map_is_log10_of_the_gradient_norms_layers_by_steps() -> None:
     assert list(left.get_yticks()) == [0, 1, 2]
     assert left.get_xlabel() == "step" and left.get_title() == "gradient norm per layer"
     assert colour_bar.get_ylabel() == "log10 ‖∂L/∂W‖"
+    assert colour_bar.get_ylim() == (-3.0, 4.0)              # the heat map's scale
     assert not left.lines                                    # no non-finite step to mark
 
 
@@ -133,6 +164,7 @@ def test_a_figure_draws_without_warnings(recwarn: pytest.WarningsRecorder) -> No
 # HTML
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("small_figure")
 def test_the_html_page_of_a_healthy_report() -> None:
     report = _report(("", "fc<1>"), steps=4, layer_sizes=[1000, 2500], model="Net<&>",
                      gradient_norms=np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]),
@@ -141,9 +173,17 @@ def test_the_html_page_of_a_healthy_report() -> None:
     lines = page.split("\n")
     assert lines[:3] == ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
                          "<title>Gradient doctor: Net&lt;&amp;&gt;</title>"]
+    assert lines[3] == (
+        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;}"
+        "table{border-collapse:collapse;font-size:0.9rem;}td,th{border:1px solid #ccc;"
+        "padding:0.25rem 0.5rem;text-align:left;vertical-align:top;}"
+        ".kind{font-weight:bold;color:#D55E00;}img{max-width:100%;}</style></head><body>")
     assert "<h2>Gradient doctor: Net&lt;&amp;&gt;</h2>" in lines
     assert "<p>4 steps, 2 weight layers. <b>Healthy: no rule fired.</b></p>" in lines
     assert "<th>kind</th>" not in page                         # no findings table
+    assert ("<table><tr><th>layer</th><th>type</th><th>params</th><th>grad norm</th>"
+            "<th>update ratio</th><th>output RMS</th></tr>") in lines
+    assert "</table><p><small>Medians over the run.</small></p>" in lines
     assert ("<tr><td><code>(model)</code></td><td>Linear</td><td>1,000</td><td>4</td>"
             "<td>2.00e-04</td><td>1</td></tr>") in lines
     assert ("<tr><td><code>fc&lt;1&gt;</code></td><td>Linear</td><td>2,500</td><td>5</td>"
@@ -152,9 +192,12 @@ def test_the_html_page_of_a_healthy_report() -> None:
     assert lines[-1] == "</body></html>"
     assert page.count("<img alt='gradient norms and update ratios' src='data:image/png;base64,"
                       ) == 1
+    png = page.split("base64,")[1].split("'></p>")[0]
+    assert _png_size(base64.b64decode(png, validate=True)) == (110, 110)
     assert "http" not in page and report._repr_html_() == page
 
 
+@pytest.mark.usefixtures("small_figure")
 def test_the_html_page_lists_each_finding() -> None:
     report = _report(dead={"relu": [0.9]}, first_nonfinite_loss_step=3)
     report.findings = apply_rules(report)
@@ -168,6 +211,36 @@ def test_the_html_page_lists_each_finding() -> None:
     assert "<td class='kind'>nonfinite</td><td><code>(whole model)</code> (step 3)</td>" in page
     assert "<td class='kind'>dead_units</td><td><code>relu</code></td>" in page
     png = page.split("base64,")[1].split("'")[0]
-    import base64
+    assert _png_size(base64.b64decode(png)) == (110, 110)           # saved at 110 dpi
 
-    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+
+def test_the_figure_s_sizes_colours_and_type() -> None:
+    """The presentation the figure was designed with (so that a changed constant is a decision)."""
+    upd = np.array([[1e-3, 2e-2, NAN], [2e-3, 3e-2, NAN], [3e-3, 4e-2, NAN], [4e-3, 5e-2, NAN]])
+    report = _report(steps=8, sample_steps=[0, 2, 4, 6], update_ratio=upd)
+    figure, left, right, (colour_bar,) = _axes(report)
+    assert figure.get_facecolor() == (1.0, 1.0, 1.0, 1.0)
+    outer = left.get_subplotspec().get_topmost_subplotspec().get_gridspec()
+    assert outer.get_width_ratios() == [1.35, 1.0] and outer.get_geometry() == (1, 2)
+    # the colour bar takes 5% of the heat map's width, 2% apart
+    assert np.allclose(left.get_subplotspec().get_gridspec().get_width_ratios(), [0.93, 0.05])
+    assert left.get_aspect() == "auto"
+    assert [t.get_fontsize() for t in left.get_yticklabels()] == [7.0, 7.0, 7.0]
+    assert left.title.get_fontsize() == 10.0 and right.title.get_fontsize() == 10.0
+    [band] = right.patches
+    assert band.get_linewidth() == 0.0
+    typical, *layers = right.lines
+    assert typical.get_linewidth() == 1.0 and [line.get_linewidth() for line in layers] == [
+        1.2, 1.2]
+    legend = right.get_legend()
+    assert legend._loc == 1 and legend.handlelength == 1.5                  # 1: upper right
+    assert [t.get_fontsize() for t in legend.get_texts()] == [7.0, 7.0]
+    for axis in (right.xaxis, right.yaxis):
+        assert all(line.get_visible() and line.get_alpha() == 0.3 for line in axis.get_gridlines())
+    assert not any(line.get_visible() for line in left.xaxis.get_gridlines())
+
+
+def test_the_grey_notes_are_grey() -> None:
+    _, left, right, _ = _axes(_report(steps=2, gradient_norms=np.full((2, 3), NAN),
+                                      update_ratio=np.full((2, 3), NAN)))
+    assert [t.get_color() for t in left.texts + right.texts] == ["0.4", "0.4"]

@@ -618,6 +618,13 @@ def test_report_text_header_table_and_notes() -> None:
                         "update_ratio": 2e-4, "output_rms": 0.5}
 
 
+def test_the_layer_column_is_at_least_as_wide_as_its_title() -> None:
+    lines = str(_report(("a", "b"), steps=2)).splitlines()
+    assert lines[2] == ("  layer  type               grad norm  update/W   out RMS   (medians over "
+                        "the run)")
+    assert lines[3] == "  a      Linear                     1     0.001         1"
+
+
 def test_report_text_with_findings() -> None:
     report = _report(dead={"relu": [0.9]}, first_nonfinite_loss_step=1)
     report.findings = apply_rules(report)
@@ -642,3 +649,65 @@ def test_report_text_with_findings() -> None:
 ])
 def test_numbers_in_the_report(value: object, text: str) -> None:
     assert _fmt(value) == text
+
+
+def test_a_layer_not_measured_where_the_signal_fails_is_not_the_worst_gain() -> None:
+    # Output RMS per sample for four layers; on half the samples the last is 1e4 (or 1e-4) × the
+    # first and the two middle layers are not measured (nan) there, or only the third is.
+    def rms(hits: list[float]) -> np.ndarray:
+        return np.array([hits] * 4 + [[1.0] * len(hits)] * 4)
+
+    names = ("a", "b", "c", "d")
+    grows = _one(_report(names, activation_rms=rms([1.0, NAN, 50.0, 1e4])), "exploding")
+    assert grows.where == "d" and "the largest gain, ×200, at 'd'" in grows.evidence
+    fades = _one(_report(names, activation_rms=rms([1.0, NAN, 0.5, 1e-4])), "vanishing")
+    assert fades.where == "d" and "the smallest gain, ×0.0002, at 'd'" in fades.evidence
+    # no gain measured at all: the layer after the first is named
+    assert _one(_report(names[:3], activation_rms=rms([1.0, NAN, 1e4])), "exploding").where == "b"
+    assert _one(_report(names[:3], activation_rms=rms([1.0, NAN, 1e-4])), "vanishing").where == "b"
+
+
+def test_a_layer_whose_output_is_zero_gives_no_numpy_warning() -> None:
+    import warnings
+
+    rms = np.array([[1.0, 0.0, 5.0, 1e4]] * 4 + [[1.0] * 4] * 4)  # a gain of 5 / 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finding = _one(_report(("a", "b", "c", "d"), activation_rms=rms), "exploding")
+    assert finding.where == "c" and "the largest gain, ×inf, at 'c'" in finding.evidence
+
+
+def test_the_other_dead_or_saturated_modules_are_listed_with_commas() -> None:
+    three = {"m1": [0.9], "m2": [0.8], "m3": [0.7]}
+    dead = _one(_report(dead=three, sample_steps=[7], steps=8), "dead_units")
+    assert "; also 'm2' 80%, 'm3' 70%; rule" in dead.evidence
+    sat = _one(_report(saturated=three), "saturation")
+    assert "; also 'm2' 80%, 'm3' 70%; rule" in sat.evidence
+
+
+def test_global_growth_names_a_layer_that_grew_not_one_without_a_gradient() -> None:
+    glob = np.array([1.0, 1.0, 1.0, 2000.0, 1.0, 1.0, 1.0, 1.0])
+    g = _grads({0: [NAN, 2.0, 2.0], 3: [1.0, 1.0, 1.6]})   # 'a' unmeasured at the start;
+    finding = _one(_report(global_norm=glob, gradient_norms=g), "exploding")  # 'b' ×0.5, 'c' ×0.8
+    assert finding.where == "c"
+
+
+def test_zero_outputs_in_a_row_give_no_numpy_warning() -> None:
+    import warnings
+
+    rms = np.array([[1.0, 0.0, 0.0, 1e4]] * 4 + [[1.0] * 4] * 4)  # gains 0, 0 / 0, 1e4 / 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finding = _one(_report(("a", "b", "c", "d"), activation_rms=rms), "exploding")
+    assert finding.where == "d"
+
+
+def test_global_growth_with_a_layer_at_zero_gives_no_numpy_warning() -> None:
+    import warnings
+
+    glob = np.array([1.0, 1.0, 1.0, 2000.0, 1.0, 1.0, 1.0, 1.0])
+    g = _grads({0: [0.0, 2.0, 2.0], 3: [0.0, 1.0, 1.6]})        # 'a': 0 / 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        findings = apply_rules(_report(global_norm=glob, gradient_norms=g))
+    assert [f.where for f in findings if f.kind == "exploding"] == ["c"]

@@ -14,11 +14,19 @@ equivalent (no test can tell them from the original) are explained in tests/muta
     python tests/mutation/run.py --survivors diagnosis   # each survivor's diff
     python tests/mutation/run.py --rerun init    # only the survivors, against today's tests
     python tests/mutation/run.py --sample 300 doctor   # a seeded random sample of the mutants
+    python tests/mutation/run.py --resume doctor       # the sample's next chunks
+    python tests/mutation/run.py --rerun --only NAME,NAME doctor   # some survivors again
+    GRADPATH_MUTATION_TIMEOUT_MULTIPLIER=12 python tests/mutation/run.py --rerun doctor
+                                                 # the timeouts again, with a longer limit
 
-A module too large to run whole in the time at hand (the doctor: 3,372 mutants) can be measured
-on a seeded random sample of its mutants (``--sample N [--seed S]``, after a first ``run`` made
-the mutants): the report then gives the sample's share with a 95% (Wilson) interval, which
-estimates the whole module's score.
+A module too large to run whole in the time at hand (the doctor: 3,322 mutants) can be measured
+on a seeded random sample of its mutants (``--sample N [--seed S] [--chunk C]``, after a first
+``run`` made the mutants; it can be stopped once they exist): the sample is drawn in a random
+order and run C mutants per mutmut run, so the chunks finished when it is stopped are a random
+sample too (mutmut runs the cheapest mutants of a run first). The report then gives the
+sample's share with a 95% (Wilson) interval, strict (a timeout counts as survived) and with
+timeouts counted as caught, which estimates the whole module's score; ``--rerun`` after a sample
+reruns the sample's survivors and timeouts only.
 
 Not part of ``make test`` or CI: a module takes minutes to an hour on a busy 2-core machine.
 """
@@ -51,13 +59,15 @@ def settings() -> dict:
 
 def mutmut_table(conf: dict, module: str) -> str:
     tests = conf["tests"][module]
+    multiplier = os.environ.get("GRADPATH_MUTATION_TIMEOUT_MULTIPLIER",
+                                conf.get("timeout_multiplier", 4.0))
     lines = [
         "[tool.mutmut]",
         'source_paths = ["src/gradpath"]',   # src/: mutmut puts mutants/src first on sys.path
         f'only_mutate = ["src/gradpath/{module}.py"]',
         f"pytest_add_cli_args = {json.dumps(conf['pytest_args'])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(['tests/' + t for t in tests])}",
-        f"timeout_multiplier = {conf.get('timeout_multiplier', 4.0)}",
+        f"timeout_multiplier = {float(multiplier)}",
         f"timeout_constant = {conf.get('timeout_constant', 10.0)}",
         "use_git_change_detection = false",
     ]
@@ -123,35 +133,81 @@ def _run_names(module: str, jobs: int, names: list[str]) -> int:
     return code
 
 
-def rerun_survivors(conf: dict, module: str, jobs: int) -> int:
+def rerun_survivors(conf: dict, module: str, jobs: int, only: list[str] | None = None) -> int:
     """Run the survivors of an earlier run again against the current tests (no restaging of the
-    mutants: the library is unchanged, only tests were added)."""
+    mutants: the library is unchanged, only tests were added). After a sample, only the
+    sample's survivors (and timeouts, to classify them); ``only`` narrows them to the names
+    given."""
     c = counts(module)
     if c is None:
         print(f"{module}: no earlier run; run it first")
         return 1
     _refresh_tests(conf, module)
     names = c["survived"] + c["not run"]
+    sample_path = WORK / module / "sample.json"
+    if sample_path.exists():
+        sample = json.loads(sample_path.read_text())
+        done = set(sample.get("done", sample["names"]))
+        names = [n for n in c["survived"] + c["timeout"] if n in done]
+    if only is not None:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            print(f"{module}: not survivors of the last run: {', '.join(unknown)}")
+            return 1
+        names = [n for n in names if n in set(only)]
     print(f"== {module}: {len(names)} survivors again", flush=True)
     if not names:
         return 0
     return _run_names(module, jobs, names)
 
 
-def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int) -> int:
-    """Run a seeded random sample of ``size`` of the module's mutants against today's tests;
-    the names are kept in ``sample.json`` for the report."""
+def run_sample(conf: dict, module: str, jobs: int, size: int, seed: int, chunk: int,
+               resume: bool = False) -> int:
+    """Run a seeded random sample of ``size`` of the module's mutants against today's tests.
+
+    mutmut runs the mutants it is given cheapest first, so a run stopped early leaves a biased
+    subset. The sample is therefore drawn in a random order and run in chunks of ``chunk``
+    mutants, one mutmut run each: the chunks finished when time runs out are themselves a
+    seeded random sample. ``sample.json`` keeps the order and the names that got a verdict;
+    every verdict of the sample is cleared first (an earlier run's verdicts came from other
+    tests). ``resume`` continues the sample in ``sample.json`` after its last whole chunk (the
+    verdicts it has are kept: tests are only added between runs)."""
     meta = _meta(module)
     if not meta.exists():
         print(f"{module}: no mutants yet; run it first (a run can be stopped once they exist)")
         return 1
     _refresh_tests(conf, module)
-    names = sorted(json.loads(meta.read_text())["exit_code_by_key"])
-    chosen = sorted(random.Random(seed).sample(names, min(size, len(names))))
-    (WORK / module / "sample.json").write_text(json.dumps({"seed": seed, "names": chosen}))
-    print(f"== {module}: a sample of {len(chosen)} of {len(names)} mutants (seed {seed})",
-          flush=True)
-    return _run_names(module, jobs, chosen)
+    data = json.loads(meta.read_text())
+    names = sorted(data["exit_code_by_key"])
+    path = WORK / module / "sample.json"
+    if resume:
+        sample = json.loads(path.read_text())
+        order, chunk = sample["names"], sample["chunk"]
+        first = len(sample["done"])
+        for name in order[first:]:
+            data["exit_code_by_key"][name] = None
+        print(f"== {module}: the sample (seed {sample['seed']}) resumed after its "
+              f"{first} mutants with a verdict", flush=True)
+    else:
+        order = random.Random(seed).sample(names, min(size, len(names)))
+        for name in order:
+            data["exit_code_by_key"][name] = None
+        sample = {"seed": seed, "names": order, "chunk": chunk, "done": []}
+        first = 0
+        print(f"== {module}: a sample of {len(order)} of {len(names)} mutants (seed {seed}), "
+              f"in chunks of {chunk}", flush=True)
+    meta.write_text(json.dumps(data))
+    path.write_text(json.dumps(sample))
+    code = 0
+    for start in range(first, len(order), chunk):
+        part = order[start:start + chunk]
+        code = _run_names(module, jobs, part) or code
+        verdicts = json.loads(meta.read_text())["exit_code_by_key"]
+        sample["done"] += [n for n in part if verdicts.get(n) is not None]
+        path.write_text(json.dumps(sample))
+        print(f"== {module}: {len(sample['done'])} of the sample have a verdict", flush=True)
+        sample_report(module)
+    return code
 
 
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -165,19 +221,25 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def sample_report(module: str) -> None:
+    """The sample's share caught, with its 95% Wilson interval: leniently (a timeout counts as
+    caught, as in the module table) and strictly (a timeout counts as survived)."""
     path = WORK / module / "sample.json"
     c = counts(module)
     if not path.exists() or c is None:
         return
     sample = json.loads(path.read_text())
-    names = set(sample["names"])
-    caught = sum(1 for n in c["killed"] + c["timeout"] if n in names)
-    checked = caught + sum(1 for n in c["survived"] if n in names)
-    unrun = len(names) - checked
-    low, high = _wilson(caught, checked)
-    print(f"{module:<12}sample of {len(names)} (seed {sample['seed']}): {caught} of {checked} run "
-          f"caught = {caught / checked if checked else math.nan:.1%} (95% interval {low:.1%} to "
-          f"{high:.1%}); {unrun} not run")
+    names = set(sample.get("done", sample["names"]))
+    killed = sum(1 for n in c["killed"] if n in names)
+    timeout = sum(1 for n in c["timeout"] if n in names)
+    survived = sum(1 for n in c["survived"] if n in names)
+    checked = killed + timeout + survived
+    print(f"{module:<12}sample (seed {sample['seed']}): {checked} of {len(sample['names'])} run: "
+          f"{killed} killed, {timeout} timed out, {survived} survived")
+    for label, caught in (("timeouts caught", killed + timeout), ("strict", killed)):
+        low, high = _wilson(caught, checked)
+        print(f"{'':<12}{label}: {caught}/{checked} = "
+              f"{caught / checked if checked else math.nan:.1%} (95% Wilson interval "
+              f"{low:.1%} to {high:.1%})")
 
 
 def _meta(module: str) -> Path:
@@ -247,12 +309,18 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", default=conf["modules"])
     parser.add_argument("--report", action="store_true", help="only print earlier scores")
     parser.add_argument("--survivors", action="store_true", help="show each survivor's diff")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the last sample after its last whole chunk")
+    parser.add_argument("--only", default=None, metavar="NAMES",
+                        help="with --rerun: only these mutants (comma-separated names)")
     parser.add_argument("--rerun", action="store_true",
                         help="run only the earlier survivors again, against the current tests")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
     parser.add_argument("--sample", type=int, default=0, metavar="N",
                         help="run a seeded random sample of N mutants against the current tests")
     parser.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    parser.add_argument("--chunk", type=int, default=50,
+                        help="mutants per mutmut run of a sample (default 50)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in conf["tests"]]
     if unknown:
@@ -261,12 +329,13 @@ def main() -> None:
         for module in args.modules:
             survivors(module)
         return
-    if args.sample:
+    if args.sample or args.resume:
         for module in args.modules:
-            run_sample(conf, module, args.jobs, args.sample, args.seed)
+            run_sample(conf, module, args.jobs, args.sample, args.seed, args.chunk, args.resume)
     elif args.rerun:
         for module in args.modules:
-            rerun_survivors(conf, module, args.jobs)
+            rerun_survivors(conf, module, args.jobs,
+                            args.only.split(",") if args.only else None)
     elif not args.report:
         for module in args.modules:
             run_module(conf, module, args.jobs)
