@@ -527,6 +527,21 @@ def train_recipe_variants(variants: dict[Any, tuple[Recipe, dict[str, float] | N
     return {key: done[spec] for key, spec in resolved.items()}
 
 
+def run_gradient_norms(grads: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per run of a stacked model, whether every gradient entry is finite and the global L2 norm.
+
+    ``grads`` are tensors with a leading run axis ``R``. Returns ``(finite, norm)``, both of
+    shape ``(R,)`` on the gradients' device: ``finite`` is decided from the entries
+    (``torch.isfinite``), and ``norm`` is the norm of each run's finite entries (non-finite ones
+    count as 0), accumulated in float64 so that it is right for every finite float32 input (a
+    float32 sum of squares overflows near 1.8e19 per entry and underflows near 1e-23). One fused
+    reduction over all tensors instead of a few per tensor.
+    """
+    flat = torch.cat([g.flatten(1) for g in grads], dim=1)          # (R, all entries)
+    norm = torch.nan_to_num(flat.double(), nan=0.0, posinf=0.0, neginf=0.0).pow(2).sum(1).sqrt()
+    return torch.isfinite(flat).all(dim=1), norm
+
+
 def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Dataset, *,
                  steps: int, batch_size: int, width: int, depth: int,
                  seeds: list[int]) -> dict[tuple[Recipe, float], SeedRuns]:
@@ -547,8 +562,10 @@ def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Datase
                          dtype=torch.float64, device=device)
     draws = [_batches(len(train), batch_size, s) for _, s in runs_of]
     alive = torch.ones(runs, dtype=torch.bool, device=device)
+    alive_np = np.ones(runs, dtype=bool)                       # the same flags, on the host
     broke: list[int | None] = [None] * runs
     losses = np.full((runs, steps), np.nan)
+    before = [torch.empty_like(p) for p in params] if optimizer != "sgd" else []
     for step in range(steps):
         warm = torch.tensor([warmup_schedule(step, steps, r.warmup) for (r, _), _ in runs_of],
                             dtype=torch.float64, device=device)
@@ -560,35 +577,37 @@ def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Datase
         loss.sum().backward()
         with torch.no_grad():
             grads = [p.grad for p in params if p.grad is not None]
-            finite = torch.isfinite(loss)
-            for g in grads:
-                finite &= torch.isfinite(g).flatten(1).all(dim=1)
-            for r in torch.nonzero(alive & ~finite).flatten().tolist():
+            finite, total = run_gradient_norms(grads)
+            finite &= torch.isfinite(loss)
+            host = torch.stack([finite.double(), loss.double()]).cpu().numpy()  # one transfer
+            ok = host[0] == 1.0
+            for r in np.flatnonzero(alive_np & ~ok):
                 broke[r] = step
+            alive_np &= ok
             alive &= finite
-            losses[:, step] = np.where(alive.cpu().numpy(), loss.double().cpu().numpy(), np.nan)
-            total = torch.stack([torch.nan_to_num(g.double(), nan=0.0, posinf=0.0,
-                                                  neginf=0.0).flatten(1).pow(2).sum(1)
-                                 for g in grads]).sum(0).sqrt()
+            losses[:, step] = np.where(alive_np, host[1], np.nan)
+            if not ok.all():                                    # a broken run's gradients
+                for g in grads:
+                    torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
             coef = alive.double() * (clips / (total + 1e-6)).clamp(max=1.0)   # clip_grad_norm_
             step_size = alive.double() * rates * warm
             if optimizer == "sgd":
                 coef = coef * step_size
-            for g in grads:
-                torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
-                g.mul_(coef.to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1)))
-            before = [p.detach().clone() for p in params] if optimizer != "sgd" else None
+            # every stacked parameter is (runs, a, b): one per-run factor broadcasts to all
+            torch._foreach_mul_(grads, [coef.to(grads[0].dtype)[:, None, None]] * len(grads))
+            if before:
+                torch._foreach_copy_(before, params)
         opt.step()
-        if before is not None:                 # Adam at lr 1: scale each run's own step
+        if before:                             # Adam at lr 1: scale each run's own step
             with torch.no_grad():
-                for p, b in zip(params, before, strict=True):
-                    scale = step_size.to(p.dtype).reshape((-1,) + (1,) * (p.dim() - 1))
-                    p.sub_(b).mul_(scale).add_(b)
+                scale = step_size.to(params[0].dtype)[:, None, None]
+                torch._foreach_sub_(params, before)
+                torch._foreach_mul_(params, [scale] * len(params))
+                torch._foreach_add_(params, before)
     accuracy = np.full(runs, 1.0 / train.classes)
     with torch.no_grad():
         out = model(test.x.expand(runs, -1, -1))
         acc = (out.argmax(-1) == test.y).double().mean(1).cpu().numpy()
-    alive_np = alive.cpu().numpy()
     accuracy[alive_np] = acc[alive_np]
     result = {}
     for i, spec in enumerate(specs):
