@@ -555,7 +555,7 @@ def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Datase
     model = StackedMLP(models).to(device)
     runs = len(runs_of)
     optimizer = specs[0][0].optimizer
-    params = list(model.parameters())
+    params: list[torch.Tensor] = list(model.parameters())
     opt = _optimizer(optimizer, params, 1.0)
     rates = torch.tensor([lr for (_, lr), _ in runs_of], dtype=torch.float64, device=device)
     clips = torch.tensor([math.inf if r.clip is None else r.clip for (r, _), _ in runs_of],
