@@ -13,6 +13,7 @@ from gradpath.doctor import KINDS
 from gradpath.experiments.capstone import (
     ABLATIONS,
     DECISION_GUIDE,
+    DECISION_GUIDE_EXTRA,
     FIXES,
     OPTIMIZER_NAMES,
     PixelRNN,
@@ -234,8 +235,11 @@ def test_reader_models_and_doctor_loop() -> None:
 def test_decision_guide_uses_the_doctors_kinds() -> None:
     assert set(DECISION_GUIDE) == set(KINDS)
     table = decision_guide_markdown()
-    assert all(f"`{k}`" in table for k in KINDS)
-    assert len(table.splitlines()) == len(KINDS) + 2
+    lines = table.splitlines()
+    assert all(sum(f"| `{k}` |" in line for line in lines) == 1 for k in KINDS)   # one row each
+    assert len(lines) == len(KINDS) + len(DECISION_GUIDE_EXTRA) + 2
+    assert all(f"| *{label}* |" in table for label in DECISION_GUIDE_EXTRA)
+    assert not set(DECISION_GUIDE_EXTRA) & set(KINDS)
 
 
 def test_recipe_models_depend_on_the_seed_alone() -> None:

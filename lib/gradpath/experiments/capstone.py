@@ -535,10 +535,16 @@ def run_gradient_norms(grads: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tor
     (``torch.isfinite``), and ``norm`` is the norm of each run's finite entries (non-finite ones
     count as 0), accumulated in float64 so that it is right for every finite float32 input (a
     float32 sum of squares overflows near 1.8e19 per entry and underflows near 1e-23). One fused
-    reduction over all tensors instead of a few per tensor.
+    reduction over all tensors instead of a few per tensor. When every run's float64 sum of
+    squares is finite, no entry can be inf or NaN (either would make it so), and the entry-wise
+    checks are skipped: the common case costs one reduction.
     """
     flat = torch.cat([g.flatten(1) for g in grads], dim=1)          # (R, all entries)
-    norm = torch.nan_to_num(flat.double(), nan=0.0, posinf=0.0, neginf=0.0).pow(2).sum(1).sqrt()
+    wide = flat.double()
+    squares = wide.pow(2).sum(1)
+    if bool(torch.isfinite(squares).all()):                          # every entry is finite
+        return torch.ones_like(squares, dtype=torch.bool), squares.sqrt()
+    norm = torch.nan_to_num(wide, nan=0.0, posinf=0.0, neginf=0.0).pow(2).sum(1).sqrt()
     return torch.isfinite(flat).all(dim=1), norm
 
 
@@ -787,7 +793,8 @@ DECISION_GUIDE: dict[str, tuple[str, str, str, str]] = {
     "update_ratio": (
         "weights barely move (ratio far below 1e-3) or are rewritten each step (far above)",
         "learning rate too low or too high for this layer's scale; a starved (vanishing) layer",
-        "tune the learning rate until most layers sit near 1e-3; fix the vanishing first",
+        "sweep the learning rate (ratios within about a decade of 1e-3 are typical); fix the "
+        "vanishing first",
         "4, 12"),
     "loss_scale": (
         "float16 training: many gradient entries exactly zero, or most steps skipped",
@@ -808,14 +815,35 @@ likely cause, the fix and the chapters that teach it."""
 
 assert set(DECISION_GUIDE) == set(KINDS)
 
+DECISION_GUIDE_EXTRA: dict[str, tuple[str, str, str, str]] = {
+    "no finding, flat loss": (
+        "the doctor's verdict is healthy (or only dead units), yet the loss does not fall",
+        "optimization difficulty the gradient statistics do not show: a deep plain stack "
+        "(degradation), or a learning rate far off",
+        "compare with a shallower network and sweep the learning rate; add residual connections",
+        "8, 12"),
+    "loss spike or slow divergence": (
+        "the loss jumps and recovers (or not), or drifts upward over many steps",
+        "a large step on particular batches in a particular parameter state; float16 loss-scale "
+        "collapse",
+        "roll back to a checkpoint and skip the batches around it; lower the learning rate; "
+        "check the loss scale",
+        "4, 11, 12"),
+}
+"""Symptoms that no doctor finding names (the doctor reads gradients, not the loss curve): rows
+the decision guide adds after the one row per :data:`gradpath.doctor.KINDS`."""
+
 
 def decision_guide_markdown() -> str:
-    """The decision guide as a Markdown table, one row per doctor finding kind."""
+    """The decision guide as a Markdown table: one row per doctor finding kind, then the rows of
+    :data:`DECISION_GUIDE_EXTRA` (symptoms with no finding of their own, in italics)."""
     rows = ["| finding (`kind`) | symptom | likely cause | fix | chapters |",
             "|---|---|---|---|---|"]
     for kind in KINDS:
         symptom, cause, fix, chapters = DECISION_GUIDE[kind]
         rows.append(f"| `{kind}` | {symptom} | {cause} | {fix} | {chapters} |")
+    for label, (symptom, cause, fix, chapters) in DECISION_GUIDE_EXTRA.items():
+        rows.append(f"| *{label}* | {symptom} | {cause} | {fix} | {chapters} |")
     return "\n".join(rows)
 
 
