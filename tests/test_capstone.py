@@ -13,6 +13,7 @@ from gradpath.doctor import KINDS
 from gradpath.experiments.capstone import (
     ABLATIONS,
     DECISION_GUIDE,
+    DECISION_GUIDE_EXTRA,
     FIXES,
     OPTIMIZER_NAMES,
     PixelRNN,
@@ -27,6 +28,7 @@ from gradpath.experiments.capstone import (
     full_recipe,
     ladder,
     optimizer_update,
+    run_gradient_norms,
     torch_optimizer,
     train_recipe,
     train_recipe_seeds,
@@ -176,6 +178,28 @@ def test_recipe_variants_match_single_runs() -> None:
                               train, test, seeds=[0], **kw)
 
 
+def test_run_gradient_norms_match_the_per_layer_computation() -> None:
+    # the fused recording of the stacked trainer against one reduction per layer, in float64,
+    # with entries whose float32 squares overflow (1e20) or underflow (1e-26)
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, 5, generator=gen), torch.randn(3, 1, 5, generator=gen)]
+    grads[0][0, 1, 2] = 1e20
+    grads[1][1, 0, :] = 1e-26
+    grads[0][1] *= 1e-26
+    grads[1][2, 0, 3] = float("nan")
+    grads[0][2, 0, 0] = float("inf")
+    finite, norm = run_gradient_norms(grads)
+    per_layer = torch.stack([torch.nan_to_num(g.double(), nan=0.0, posinf=0.0, neginf=0.0)
+                             .flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    assert finite.tolist() == [True, True, False]
+    assert norm.dtype == torch.float64
+    assert torch.allclose(norm, per_layer, rtol=1e-12, atol=0)
+    assert norm[0] == pytest.approx(float(grads[0][0, 1, 2]), rel=1e-12)   # float32(1e20)
+    tiny = torch.cat([grads[0][1].flatten(), grads[1][1].flatten()]).double()
+    assert norm[1] == pytest.approx(float(tiny.pow(2).sum().sqrt()), rel=1e-12)
+    assert 0 < norm[1] < 1e-20                                # neither 0 nor float32's inf
+
+
 def test_seed_runs_stop_a_broken_run() -> None:
     data = teacher_classification(64, 6, 3, seed=0)
     train, test = data.split(0.25, seed=0)
@@ -211,8 +235,11 @@ def test_reader_models_and_doctor_loop() -> None:
 def test_decision_guide_uses_the_doctors_kinds() -> None:
     assert set(DECISION_GUIDE) == set(KINDS)
     table = decision_guide_markdown()
-    assert all(f"`{k}`" in table for k in KINDS)
-    assert len(table.splitlines()) == len(KINDS) + 2
+    lines = table.splitlines()
+    assert all(sum(f"| `{k}` |" in line for line in lines) == 1 for k in KINDS)   # one row each
+    assert len(lines) == len(KINDS) + len(DECISION_GUIDE_EXTRA) + 2
+    assert all(f"| *{label}* |" in table for label in DECISION_GUIDE_EXTRA)
+    assert not set(DECISION_GUIDE_EXTRA) & set(KINDS)
 
 
 def test_recipe_models_depend_on_the_seed_alone() -> None:

@@ -527,6 +527,27 @@ def train_recipe_variants(variants: dict[Any, tuple[Recipe, dict[str, float] | N
     return {key: done[spec] for key, spec in resolved.items()}
 
 
+def run_gradient_norms(grads: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per run of a stacked model, whether every gradient entry is finite and the global L2 norm.
+
+    ``grads`` are tensors with a leading run axis ``R``. Returns ``(finite, norm)``, both of
+    shape ``(R,)`` on the gradients' device: ``finite`` is decided from the entries
+    (``torch.isfinite``), and ``norm`` is the norm of each run's finite entries (non-finite ones
+    count as 0), accumulated in float64 so that it is right for every finite float32 input (a
+    float32 sum of squares overflows near 1.8e19 per entry and underflows near 1e-23). One fused
+    reduction over all tensors instead of a few per tensor. When every run's float64 sum of
+    squares is finite, no entry can be inf or NaN (either would make it so), and the entry-wise
+    checks are skipped: the common case costs one reduction.
+    """
+    flat = torch.cat([g.flatten(1) for g in grads], dim=1)          # (R, all entries)
+    wide = flat.double()
+    squares = wide.pow(2).sum(1)
+    if bool(torch.isfinite(squares).all()):                          # every entry is finite
+        return torch.ones_like(squares, dtype=torch.bool), squares.sqrt()
+    norm = torch.nan_to_num(wide, nan=0.0, posinf=0.0, neginf=0.0).pow(2).sum(1).sqrt()
+    return torch.isfinite(flat).all(dim=1), norm
+
+
 def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Dataset, *,
                  steps: int, batch_size: int, width: int, depth: int,
                  seeds: list[int]) -> dict[tuple[Recipe, float], SeedRuns]:
@@ -540,15 +561,17 @@ def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Datase
     model = StackedMLP(models).to(device)
     runs = len(runs_of)
     optimizer = specs[0][0].optimizer
-    params = list(model.parameters())
+    params: list[torch.Tensor] = list(model.parameters())
     opt = _optimizer(optimizer, params, 1.0)
     rates = torch.tensor([lr for (_, lr), _ in runs_of], dtype=torch.float64, device=device)
     clips = torch.tensor([math.inf if r.clip is None else r.clip for (r, _), _ in runs_of],
                          dtype=torch.float64, device=device)
     draws = [_batches(len(train), batch_size, s) for _, s in runs_of]
     alive = torch.ones(runs, dtype=torch.bool, device=device)
+    alive_np = np.ones(runs, dtype=bool)                       # the same flags, on the host
     broke: list[int | None] = [None] * runs
     losses = np.full((runs, steps), np.nan)
+    before = [torch.empty_like(p) for p in params] if optimizer != "sgd" else []
     for step in range(steps):
         warm = torch.tensor([warmup_schedule(step, steps, r.warmup) for (r, _), _ in runs_of],
                             dtype=torch.float64, device=device)
@@ -560,35 +583,37 @@ def _train_stack(specs: list[tuple[Recipe, float]], train: Dataset, test: Datase
         loss.sum().backward()
         with torch.no_grad():
             grads = [p.grad for p in params if p.grad is not None]
-            finite = torch.isfinite(loss)
-            for g in grads:
-                finite &= torch.isfinite(g).flatten(1).all(dim=1)
-            for r in torch.nonzero(alive & ~finite).flatten().tolist():
+            finite, total = run_gradient_norms(grads)
+            finite &= torch.isfinite(loss)
+            host = torch.stack([finite.double(), loss.double()]).cpu().numpy()  # one transfer
+            ok = host[0] == 1.0
+            for r in np.flatnonzero(alive_np & ~ok):
                 broke[r] = step
+            alive_np &= ok
             alive &= finite
-            losses[:, step] = np.where(alive.cpu().numpy(), loss.double().cpu().numpy(), np.nan)
-            total = torch.stack([torch.nan_to_num(g.double(), nan=0.0, posinf=0.0,
-                                                  neginf=0.0).flatten(1).pow(2).sum(1)
-                                 for g in grads]).sum(0).sqrt()
+            losses[:, step] = np.where(alive_np, host[1], np.nan)
+            if not ok.all():                                    # a broken run's gradients
+                for g in grads:
+                    torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
             coef = alive.double() * (clips / (total + 1e-6)).clamp(max=1.0)   # clip_grad_norm_
             step_size = alive.double() * rates * warm
             if optimizer == "sgd":
                 coef = coef * step_size
-            for g in grads:
-                torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
-                g.mul_(coef.to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1)))
-            before = [p.detach().clone() for p in params] if optimizer != "sgd" else None
+            # every stacked parameter is (runs, a, b): one per-run factor broadcasts to all
+            torch._foreach_mul_(grads, [coef.to(grads[0].dtype)[:, None, None]] * len(grads))
+            if before:
+                torch._foreach_copy_(before, params)
         opt.step()
-        if before is not None:                 # Adam at lr 1: scale each run's own step
+        if before:                             # Adam at lr 1: scale each run's own step
             with torch.no_grad():
-                for p, b in zip(params, before, strict=True):
-                    scale = step_size.to(p.dtype).reshape((-1,) + (1,) * (p.dim() - 1))
-                    p.sub_(b).mul_(scale).add_(b)
+                scale = step_size.to(params[0].dtype)[:, None, None]
+                torch._foreach_sub_(params, before)
+                torch._foreach_mul_(params, [scale] * len(params))
+                torch._foreach_add_(params, before)
     accuracy = np.full(runs, 1.0 / train.classes)
     with torch.no_grad():
         out = model(test.x.expand(runs, -1, -1))
         acc = (out.argmax(-1) == test.y).double().mean(1).cpu().numpy()
-    alive_np = alive.cpu().numpy()
     accuracy[alive_np] = acc[alive_np]
     result = {}
     for i, spec in enumerate(specs):
@@ -768,7 +793,8 @@ DECISION_GUIDE: dict[str, tuple[str, str, str, str]] = {
     "update_ratio": (
         "weights barely move (ratio far below 1e-3) or are rewritten each step (far above)",
         "learning rate too low or too high for this layer's scale; a starved (vanishing) layer",
-        "tune the learning rate until most layers sit near 1e-3; fix the vanishing first",
+        "sweep the learning rate (ratios within about a decade of 1e-3 are typical); fix the "
+        "vanishing first",
         "4, 12"),
     "loss_scale": (
         "float16 training: many gradient entries exactly zero, or most steps skipped",
@@ -789,14 +815,35 @@ likely cause, the fix and the chapters that teach it."""
 
 assert set(DECISION_GUIDE) == set(KINDS)
 
+DECISION_GUIDE_EXTRA: dict[str, tuple[str, str, str, str]] = {
+    "no finding, flat loss": (
+        "the doctor's verdict is healthy (or only dead units), yet the loss does not fall",
+        "optimization difficulty the gradient statistics do not show: a deep plain stack "
+        "(degradation), or a learning rate far off",
+        "compare with a shallower network and sweep the learning rate; add residual connections",
+        "8, 12"),
+    "loss spike or slow divergence": (
+        "the loss jumps and recovers (or not), or drifts upward over many steps",
+        "a large step on particular batches in a particular parameter state; float16 loss-scale "
+        "collapse",
+        "roll back to a checkpoint and skip the batches around it; lower the learning rate; "
+        "check the loss scale",
+        "4, 11, 12"),
+}
+"""Symptoms that no doctor finding names (the doctor reads gradients, not the loss curve): rows
+the decision guide adds after the one row per :data:`gradpath.doctor.KINDS`."""
+
 
 def decision_guide_markdown() -> str:
-    """The decision guide as a Markdown table, one row per doctor finding kind."""
+    """The decision guide as a Markdown table: one row per doctor finding kind, then the rows of
+    :data:`DECISION_GUIDE_EXTRA` (symptoms with no finding of their own, in italics)."""
     rows = ["| finding (`kind`) | symptom | likely cause | fix | chapters |",
             "|---|---|---|---|---|"]
     for kind in KINDS:
         symptom, cause, fix, chapters = DECISION_GUIDE[kind]
         rows.append(f"| `{kind}` | {symptom} | {cause} | {fix} | {chapters} |")
+    for label, (symptom, cause, fix, chapters) in DECISION_GUIDE_EXTRA.items():
+        rows.append(f"| *{label}* | {symptom} | {cause} | {fix} | {chapters} |")
     return "\n".join(rows)
 
 
