@@ -403,7 +403,8 @@ def test_update_ratios_above_the_band_in_most_layers() -> None:
     assert finding == Finding(
         "update_ratio", "b",
         "the update-to-data ratio ‖ΔW‖/‖W‖ per step is above 0.1 in 2 of 3 weight layers "
-        "(highest 3.00e-01 at 'b', median over samples); healthy training sits near 0.001",
+        "(highest 3.00e-01 at 'b', median over samples); about 0.001 is a rule of thumb, "
+        "and ratios within a decade of it are typical",
         FIX["update_high"], UPDATE_CHAPTER, None)
 
 
@@ -415,7 +416,8 @@ def test_update_ratios_below_the_band_in_most_layers() -> None:
     assert finding == Finding(
         "update_ratio", "c",
         "the update-to-data ratio ‖ΔW‖/‖W‖ per step is below 1e-05 in 2 of 2 weight layers "
-        "(lowest 1.00e-07 at 'c', median over samples); healthy training sits near 0.001",
+        "(lowest 1.00e-07 at 'c', median over samples); about 0.001 is a rule of thumb, "
+        "and ratios within a decade of it are typical",
         FIX["update_low"], UPDATE_CHAPTER, None)
 
 

@@ -85,7 +85,7 @@ saturation    share of a sigmoid/tanh module's outputs where      ``> 50%``    c
               samples)
 update_ratio  ``‖ΔW‖/‖W‖`` per step (median of samples) outside   ``1e-5``,    CS231n notes
               the band in more than half of the weight layers;    ``1e-1``     ("want ~1e-3"),
-              healthy training sits near ``1e-3``                              Karpathy's
+              ``1e-3`` is a rule of thumb, not a target                        Karpathy's
                                                                                makemore part 3
 clipping      share of sampled steps clipped; the threshold is    ``> 50%``,   Deep Learning
               best near the 90th percentile of unclipped norms    90th pct.    Tuning Playbook
@@ -625,16 +625,18 @@ def apply_rules(report: Report, *, localised: dict[str, Any] | None = None,
             add("update_ratio", worst, (
                 f"the update-to-data ratio ‖ΔW‖/‖W‖ per step is above {UPDATE_RATIO_HIGH:g} in "
                 f"{len(too_high)} of {len(medians_u)} weight layers (highest "
-                f"{too_high[worst]:.2e} at {_display(worst)}, median over samples); healthy "
-                f"training sits near {UPDATE_RATIO_TYPICAL:g}"),
+                f"{too_high[worst]:.2e} at {_display(worst)}, median over samples); about "
+                f"{UPDATE_RATIO_TYPICAL:g} is a rule of thumb, and ratios within a decade of it "
+                f"are typical"),
                 "lower the learning rate (each step rewrites a large part of the weights)")
         elif len(too_low) > half:
             worst = min(too_low, key=lambda k: too_low[k])
             add("update_ratio", worst, (
                 f"the update-to-data ratio ‖ΔW‖/‖W‖ per step is below {UPDATE_RATIO_LOW:g} in "
                 f"{len(too_low)} of {len(medians_u)} weight layers (lowest {too_low[worst]:.2e} at "
-                f"{_display(worst)}, median over samples); healthy training sits near "
-                f"{UPDATE_RATIO_TYPICAL:g}"),
+                f"{_display(worst)}, median over samples); about "
+                f"{UPDATE_RATIO_TYPICAL:g} is a rule of thumb, and ratios within a decade of it "
+                f"are typical"),
                 "raise the learning rate, or fix the vanishing gradient that starves these "
                 "layers (the weights barely move)")
 
