@@ -519,6 +519,28 @@ def _wait_score(page, text: str) -> None:
                            arg=text, timeout=10_000)
 
 
+def _wait_flipped(page) -> None:
+    """Until the first deck's card is turned over (or 5 s: the assert that follows reports)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("() => document.querySelector('.gp-deck .flip-container')"
+                               ".classList.contains('flip')", timeout=5_000)
+    except PlaywrightTimeout:
+        pass
+
+
+def _settled(page) -> None:
+    """Until the page has nothing left to do that could still log an error or make a request:
+    no request for 500 ms (Playwright's "networkidle") and every typesetting MathJax was asked
+    for done (MathJax's startup promise, which its typesetPromise calls chain on). This replaces
+    a fixed 1.5-2.5 s sleep before a page's console and requests are judged."""
+    page.wait_for_load_state("networkidle")
+    page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+                  " ? MathJax.startup.promise.then(() => true) : true")
+    page.wait_for_load_state("networkidle")
+
+
 def _score(page) -> str:
     return page.locator(".gp-quiz-score").first.inner_text().strip()
 
@@ -634,7 +656,7 @@ def test_flashcards_render_flip_and_advance_on_the_review_page(context, server):
     assert front.inner_text().strip() == re.sub(r"<[^>]+>", "", first_cards[0]["front"]).strip()
 
     container.click()
-    page.wait_for_timeout(800)
+    _wait_flipped(page)
     assert "flip" in container.get_attribute("class")
     assert container.locator(".flipper.frontcard .back mjx-container").count() > 0, \
         "the card's math is typeset by the page's own MathJax"
@@ -647,9 +669,9 @@ def test_flashcards_render_flip_and_advance_on_the_review_page(context, server):
 
     container.focus()
     page.keyboard.press(" ")
-    page.wait_for_timeout(700)
+    _wait_flipped(page)
     assert "flip" in container.get_attribute("class"), "space flips the focused card"
-    page.wait_for_timeout(1500)
+    _settled(page)
     context.watch.assert_clean()
 
 
@@ -676,7 +698,7 @@ def test_quiz_and_cards_survive_a_slow_mathjax(browser, server):
         review = _open(ctx, server, "review.html")
         review.wait_for_function(
             "() => document.querySelectorAll('.gp-deck .flipper').length >= 16", timeout=30_000)
-        review.wait_for_timeout(1000)
+        _settled(review)
         watch.assert_clean()
     finally:
         ctx.close()
@@ -686,7 +708,13 @@ def test_quiz_and_cards_survive_a_slow_mathjax(browser, server):
 @pytest.mark.parametrize("path", ["review.html", "exam.html", "glossary.html", "intro.html"])
 def test_learning_pages_are_offline_clean(context, server, path):
     page = _open(context, server, path)
-    page.wait_for_timeout(2500)
+    # what each page draws after loading, then nothing left to do (instead of a 2.5 s sleep)
+    ready = {"review.html": "() => document.querySelectorAll('.gp-deck .flipper').length >= 16",
+             "exam.html": "() => !!document.querySelector(\".gp-quiz-progress[data-ready='1']\")",
+             "intro.html": "() => !!document.querySelector('#gp-course-progress tbody tr')"}
+    if path in ready:
+        page.wait_for_function(ready[path], timeout=30_000)
+    _settled(page)
     if path == "glossary.html":
         assert page.locator("dl.glossary dt#term-internal-covariate-shift").count() == 1
     if path == "intro.html":
