@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +35,6 @@ SEEDMAP = ROOT / "seedmap.yaml"
 GLOSSARY = ROOT / "glossary.md"
 ANSWERS = ROOT / learning.ANSWERS_FILE
 SITE = ROOT / "_build" / "html"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHAPTER_STEMS = [p.stem for p in CHAPTERS]
 
 
@@ -453,15 +451,8 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium   # one per process (tests/conftest.py)
 
 
 class _Watch:

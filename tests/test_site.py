@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import statistics
 import time
 from collections.abc import Iterator
@@ -42,7 +41,6 @@ from gradpath.book import interactive, site, sitebench
 
 pytestmark = pytest.mark.browser
 SITE = ROOT / "_build" / "html"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = ["intro.html"] + [f"chapters/{p.stem}.html" for p in CHAPTERS]
 CHAPTER_PAGES = PAGES[1:]
 AXE = ROOT / ".sitetools" / "node_modules" / "axe-core" / "axe.min.js"
@@ -85,15 +83,8 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium   # one per process (tests/conftest.py)
 
 
 class Visit:
