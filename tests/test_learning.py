@@ -600,6 +600,8 @@ def test_quiz_answers_and_score_survive_a_reload_and_reset(context, server):
 
 @pytest.mark.browser
 def test_exam_keeps_its_own_score_and_the_intro_shows_course_progress(context, server):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     chapter = _open(context, server, "chapters/02-vanishing-gradients.html")
     _ready(chapter)
     _single_choice(chapter, 0).locator("label[data-correct='true']").click()
@@ -609,6 +611,11 @@ def test_exam_keeps_its_own_score_and_the_intro_shows_course_progress(context, s
     _ready(exam)
     questions = exam.locator(".Quiz").count()
     assert questions == len(json.loads(EXAM.read_text()))
+    try:   # jupyterquiz typesets its questions 500 ms after drawing them (later when busy)
+        exam.wait_for_function("() => document.querySelectorAll('.Quiz mjx-container').length",
+                               timeout=20_000)
+    except PlaywrightTimeout:
+        pass   # the assert reports it
     assert exam.locator(".Quiz mjx-container").count() > 0, "the exam's math is typeset"
     _single_choice(exam, 0).locator("label[data-correct='true']").click()
     _single_choice(exam, 1).locator("label[data-correct='true']").click()
