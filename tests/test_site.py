@@ -791,11 +791,24 @@ def _check_axe_dark(page, visit: Visit) -> None:
                                timeout=5_000)
         if page.locator(".gradpath-interactive").count():   # restyled by gradpath.js
             page.wait_for_function(f"() => ({_FONT_LUMINANCE})() > 0.7", timeout=5_000)
+        page.evaluate(_TRANSITIONS_DONE)
         _run_axe(page)
     finally:
         page.emulate_media(color_scheme="light")
         page.wait_for_function("() => document.documentElement.dataset.theme === 'light'",
                                timeout=5_000)
+        page.evaluate(_TRANSITIONS_DONE)
+
+
+# The theme's buttons fade to their new colours (CSS transitions of 150-250 ms) when the theme
+# switches; a reader sees the colours they end at, and axe must too (mid-fade, a button's text
+# and background are neither theme's). Waits for every running CSS transition (at most 5 s).
+_TRANSITIONS_DONE = """async () => {
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const fades = document.getAnimations().filter(a => a instanceof CSSTransition);
+    await Promise.race([Promise.all(fades.map(a => a.finished.catch(() => null))),
+                        new Promise(r => setTimeout(r, 5000))]);
+}"""
 
 
 def _run_axe(page) -> None:
