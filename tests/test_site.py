@@ -220,6 +220,8 @@ def _math_ready(page) -> None:
     or flashcards, which load MathJax when one comes near) the quizzes' after scrolling to one."""
     page.wait_for_function("() => ['prose', 'typeset'].includes("
                            "document.documentElement.dataset.gradpathMath)", timeout=20_000)
+    if page.evaluate("() => document.documentElement.dataset.gradpathMath === 'typeset'"):
+        return   # an earlier check brought the quizzes near and MathJax typeset them
     if page.evaluate("() => !!document.getElementById('gradpath-mathjax')"):
         page.locator("[data-shufflequestions], .gp-deck").first.scroll_into_view_if_needed()
         page.wait_for_function("() => document.documentElement.dataset.gradpathMath === "
