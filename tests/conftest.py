@@ -30,6 +30,24 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium (Debian's), started once per pytest process and shared by every module
+    of browser tests: starting Playwright's driver and the browser costs seconds, once per
+    module before. Each test or load opens its own browser context (own storage and cache)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
 def pytest_xdist_make_scheduler(config, log):
     """``pytest -n 2 --dist loadscope``: every test of one built page goes to the same worker.
 

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +35,6 @@ SEEDMAP = ROOT / "seedmap.yaml"
 GLOSSARY = ROOT / "glossary.md"
 ANSWERS = ROOT / learning.ANSWERS_FILE
 SITE = ROOT / "_build" / "html"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHAPTER_STEMS = [p.stem for p in CHAPTERS]
 
 
@@ -453,15 +451,8 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium   # one per process (tests/conftest.py)
 
 
 class _Watch:
@@ -517,6 +508,28 @@ def _ready(page):
 def _wait_score(page, text: str) -> None:
     page.wait_for_function("t => document.querySelector('.gp-quiz-score').textContent === t",
                            arg=text, timeout=10_000)
+
+
+def _wait_flipped(page) -> None:
+    """Until the first deck's card is turned over (or 5 s: the assert that follows reports)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("() => document.querySelector('.gp-deck .flip-container')"
+                               ".classList.contains('flip')", timeout=5_000)
+    except PlaywrightTimeout:
+        pass
+
+
+def _settled(page) -> None:
+    """Until the page has nothing left to do that could still log an error or make a request:
+    no request for 500 ms (Playwright's "networkidle") and every typesetting MathJax was asked
+    for done (MathJax's startup promise, which its typesetPromise calls chain on). This replaces
+    a fixed 1.5-2.5 s sleep before a page's console and requests are judged."""
+    page.wait_for_load_state("networkidle")
+    page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+                  " ? MathJax.startup.promise.then(() => true) : true")
+    page.wait_for_load_state("networkidle")
 
 
 def _score(page) -> str:
@@ -587,6 +600,8 @@ def test_quiz_answers_and_score_survive_a_reload_and_reset(context, server):
 
 @pytest.mark.browser
 def test_exam_keeps_its_own_score_and_the_intro_shows_course_progress(context, server):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     chapter = _open(context, server, "chapters/02-vanishing-gradients.html")
     _ready(chapter)
     _single_choice(chapter, 0).locator("label[data-correct='true']").click()
@@ -596,6 +611,11 @@ def test_exam_keeps_its_own_score_and_the_intro_shows_course_progress(context, s
     _ready(exam)
     questions = exam.locator(".Quiz").count()
     assert questions == len(json.loads(EXAM.read_text()))
+    try:   # jupyterquiz typesets its questions 500 ms after drawing them (later when busy)
+        exam.wait_for_function("() => document.querySelectorAll('.Quiz mjx-container').length",
+                               timeout=20_000)
+    except PlaywrightTimeout:
+        pass   # the assert reports it
     assert exam.locator(".Quiz mjx-container").count() > 0, "the exam's math is typeset"
     _single_choice(exam, 0).locator("label[data-correct='true']").click()
     _single_choice(exam, 1).locator("label[data-correct='true']").click()
@@ -634,7 +654,7 @@ def test_flashcards_render_flip_and_advance_on_the_review_page(context, server):
     assert front.inner_text().strip() == re.sub(r"<[^>]+>", "", first_cards[0]["front"]).strip()
 
     container.click()
-    page.wait_for_timeout(800)
+    _wait_flipped(page)
     assert "flip" in container.get_attribute("class")
     assert container.locator(".flipper.frontcard .back mjx-container").count() > 0, \
         "the card's math is typeset by the page's own MathJax"
@@ -647,9 +667,9 @@ def test_flashcards_render_flip_and_advance_on_the_review_page(context, server):
 
     container.focus()
     page.keyboard.press(" ")
-    page.wait_for_timeout(700)
+    _wait_flipped(page)
     assert "flip" in container.get_attribute("class"), "space flips the focused card"
-    page.wait_for_timeout(1500)
+    _settled(page)
     context.watch.assert_clean()
 
 
@@ -676,7 +696,7 @@ def test_quiz_and_cards_survive_a_slow_mathjax(browser, server):
         review = _open(ctx, server, "review.html")
         review.wait_for_function(
             "() => document.querySelectorAll('.gp-deck .flipper').length >= 16", timeout=30_000)
-        review.wait_for_timeout(1000)
+        _settled(review)
         watch.assert_clean()
     finally:
         ctx.close()
@@ -686,7 +706,13 @@ def test_quiz_and_cards_survive_a_slow_mathjax(browser, server):
 @pytest.mark.parametrize("path", ["review.html", "exam.html", "glossary.html", "intro.html"])
 def test_learning_pages_are_offline_clean(context, server, path):
     page = _open(context, server, path)
-    page.wait_for_timeout(2500)
+    # what each page draws after loading, then nothing left to do (instead of a 2.5 s sleep)
+    ready = {"review.html": "() => document.querySelectorAll('.gp-deck .flipper').length >= 16",
+             "exam.html": "() => !!document.querySelector(\".gp-quiz-progress[data-ready='1']\")",
+             "intro.html": "() => !!document.querySelector('#gp-course-progress tbody tr')"}
+    if path in ready:
+        page.wait_for_function(ready[path], timeout=30_000)
+    _settled(page)
     if path == "glossary.html":
         assert page.locator("dl.glossary dt#term-internal-covariate-shift").count() == 1
     if path == "intro.html":

@@ -9,7 +9,6 @@ a quiz or flashcard deck comes near, and then the quiz math is typeset with no c
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,7 +18,6 @@ from conftest import CHAPTERS, ROOT
 from gradpath.book import mathrender, sitebench
 
 SITE = ROOT / "_build" / "html"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHAPTER_PAGES = [f"chapters/{p.stem}.html" for p in CHAPTERS]
 MODULES = mathrender.mathjax_modules(ROOT)
 needs_mathjax = pytest.mark.skipif(MODULES is None,
@@ -127,15 +125,8 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium   # one per process (tests/conftest.py)
 
 
 def _open(browser, server, path, **context_args):
