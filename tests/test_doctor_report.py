@@ -13,6 +13,7 @@ import base64
 import math
 import struct
 
+import matplotlib
 import numpy as np
 import pytest
 from gradpath.doctor import Finding, Report, apply_rules
@@ -244,3 +245,10 @@ def test_the_grey_notes_are_grey() -> None:
     _, left, right, _ = _axes(_report(steps=2, gradient_norms=np.full((2, 3), NAN),
                                       update_ratio=np.full((2, 3), NAN)))
     assert [t.get_color() for t in left.texts + right.texts] == ["0.4", "0.4"]
+
+def test_the_heat_map_has_no_grid_even_under_the_course_style() -> None:
+    from gradpath.plots import COURSE_STYLE
+    with matplotlib.rc_context(COURSE_STYLE):
+        _, left, right, _ = _axes(_report(steps=2))
+    assert not any(line.get_visible() for line in left.xaxis.get_gridlines())
+    assert all(line.get_visible() for line in right.yaxis.get_gridlines())

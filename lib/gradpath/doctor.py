@@ -328,6 +328,7 @@ class Report:
         """
         fig = Figure(figsize=(10.0, 3.4), facecolor="white")
         left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1.0]})
+        left.grid(False)                  # no grid over the heat map, whatever the style says
         norms = self.gradient_norms.T.copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.where(np.isfinite(norms) & (norms > 0), np.log10(norms), np.nan)
