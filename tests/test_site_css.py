@@ -21,7 +21,6 @@ from conftest import ROOT
 from gradpath.book import site, sitebench
 
 SITE = ROOT / "_build" / "html"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHAPTER = "chapters/04-gradient-clipping.html"
 
 HEAD = """<html><head>
@@ -164,15 +163,10 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
+def browser(chromium):
+    """The session's shared Chromium (tests/conftest.py): a second Playwright in the same process
+    would fail ("Sync API inside the asyncio loop")."""
+    return chromium
 
 
 def _unbundled(page_html: str) -> str:
