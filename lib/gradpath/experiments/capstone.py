@@ -824,8 +824,8 @@ DECISION_GUIDE_EXTRA: dict[str, tuple[str, str, str, str]] = {
         "8, 12"),
     "loss spike or slow divergence": (
         "the loss jumps and recovers (or not), or drifts upward over many steps",
-        "a large step on particular batches in a particular parameter state; float16 loss-scale "
-        "collapse",
+        "a large step on particular batches in a particular parameter state; in float16, a "
+        "collapsing loss scale (OPT saw it together with divergence)",
         "roll back to a checkpoint and skip the batches around it; lower the learning rate; "
         "check the loss scale",
         "4, 11, 12"),
