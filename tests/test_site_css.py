@@ -67,38 +67,28 @@ def test_bundle_css_inlines_imports_and_rewrites_relative_urls(tmp_path):
 def test_bundle_page_css_leaves_one_blocking_sheet_in_order_and_is_idempotent(tmp_path):
     static = _static(tmp_path)
     page_path = tmp_path / "chapters" / "p.html"
+    (static / "vendor/fontawesome/6.5.2/css" / site.ICON_CSS).write_text(".fa-bars{x:y}")
     bundles: dict[tuple[str, ...], str] = {}
-    late = ("vendor/fontawesome/",)  # the site loads nothing late now; the mechanism stays
-    out = site.bundle_page_css(HEAD, page_path, static, bundles, late)
+    out = site.bundle_page_css(HEAD, page_path, static, bundles)
     head, body = out.split("</head>")
     assert body == HEAD.split("</head>")[1]  # the body is not touched
-    blocking = [t for t in re.findall(r"<link[^>]*>", head)
-                if 'rel="stylesheet"' in t and "media=" not in t]
-    assert len(blocking) == 2 and "<noscript>" in head  # the bundle, and Font Awesome's fallback
-    name = bundles[("styles/theme.css", "a.css", "math/m.css")]
+    blocking = _blocking_sheets(head)
+    assert len(blocking) == 1 and "<noscript>" not in out
+    (name,) = bundles.values()
     assert f'href="../_static/{name}"' in blocking[0]
     bundle = (static / name).read_text()
     assert bundle.startswith('@charset "UTF-8";') and bundle.count("@charset") == 1
-    assert bundle.index("div.x") < bundle.index(".a {") < bundle.index("math/M.woff")
-    assert "fontawesome" not in bundle
-    assert head.index(name) < head.index('media="print" onload="this.media=\'all\'"')
+    # in the page's order; Font Awesome as its icons-only sheet
+    assert bundle.index("div.x") < bundle.index(".fa-bars") < bundle.index(".a {") \
+        < bundle.index("math/M.woff")
+    assert ".fa{font-family:F}" not in bundle  # the full Font Awesome sheet is not
     # A second build's pass (Sphinx leaves unchanged pages as they were) bundles the same
     # sheets again from their current text.
     (static / "a.css").write_text(".a { color: red }")
-    again = site.bundle_page_css(out, page_path, static, {}, late)
-    assert again.count("fontawesome/6.5.2/css/all.min.css") == 2
+    again = site.bundle_page_css(out, page_path, static, {})
     new = re.search(r'href="\.\./_static/(gradpath-site\.[0-9a-f]+\.css)"', again)
-    assert new and new.group(1) != name
+    assert new and new.group(1) != name and len(_blocking_sheets(again.split("</head>")[0])) == 1
     assert ".a { color: red }" in (static / new.group(1)).read_text()
-    # by default Font Awesome is bundled too, as its icons-only sheet where there is one
-    (static / "vendor/fontawesome/6.5.2/css" / site.ICON_CSS).write_text(".fa-bars{x:y}")
-    bundles = {}
-    out = site.bundle_page_css(HEAD, page_path, static, bundles)
-    assert len(_blocking_sheets(out.split("</head>")[0])) == 1 and "<noscript>" not in out
-    (name,) = bundles.values()
-    assert ".fa-bars{x:y}" in (static / name).read_text()
-    text = (static / name).read_text()
-    assert text.index("div.x") < text.index(".fa-bars") < text.index(".a {")
 
 
 def test_bundle_page_css_leaves_a_page_it_cannot_bundle_as_it_is(tmp_path):

@@ -393,18 +393,12 @@ def size_images(page: str, page_path: Path) -> str:
 # ----------------------------------------------------------------------------- style sheets
 
 BUNDLE_PREFIX = "gradpath-site."           # _static/gradpath-site.<hash>.css: a page's sheets
-# Style sheets a page does not need before it paints, loaded without blocking the first paint
-# (none now: Font Awesome's sheet, cut to the site's icons, is 3 kB compressed in the bundle;
-# loaded late it made the header's buttons grow when their icons arrived).
-NON_BLOCKING_CSS: tuple[str, ...] = ()
 ICON_CSS = "gradpath-icons.css"            # Font Awesome's sheet for the site's icons only
 _STYLESHEET_LINK = re.compile(r"[ \t]*<link\b(?=[^>]*\brel=\"stylesheet\")[^>]*>[ \t]*\n?",
                               re.IGNORECASE)
 _HREF = re.compile(r"\bhref=\"([^\"]*)\"", re.IGNORECASE)
 _MEDIA = re.compile(r"\bmedia=\"([^\"]*)\"", re.IGNORECASE)
 _BUNDLED = re.compile(r"\bdata-gradpath-sheets=\"([^\"]*)\"", re.IGNORECASE)
-_NOSCRIPT_LINK = re.compile(r"[ \t]*<noscript>\s*<link\b[^>]*>\s*</noscript>[ \t]*\n?",
-                            re.IGNORECASE)
 # One CSS token at a time, so that a url( inside a comment or a quoted string (a data: URI's
 # SVG) is never taken for a reference: comments, url(...), @import "...";, quoted strings.
 _CSS_TOKEN = re.compile(
@@ -467,13 +461,6 @@ def bundle_css(path: Path, static: Path, _seen: frozenset[Path] = frozenset()) -
     return _CSS_TOKEN.sub(rewrite, text).strip()
 
 
-def _drop_fallback(head: str, noscript: re.Match[str]) -> str:
-    # the <noscript> twin of a sheet loaded late (written by this module): the sheet's own link
-    # is elsewhere in the head
-    href = _HREF.search(noscript.group(0))
-    return "" if href and head.count(f'href="{href.group(1)}"') > 1 else noscript.group(0)
-
-
 def _bundled_source(sheet: Path) -> Path:
     icons = sheet.with_name(ICON_CSS)
     if sheet.name == "all.min.css" and "fontawesome" in sheet.as_posix() and icons.is_file():
@@ -482,8 +469,7 @@ def _bundled_source(sheet: Path) -> Path:
 
 
 def bundle_page_css(page: str, page_path: Path, static: Path,
-                    bundles: dict[tuple[str, ...], str],
-                    non_blocking: tuple[str, ...] = NON_BLOCKING_CSS) -> str:
+                    bundles: dict[tuple[str, ...], str]) -> str:
     """Make a built page load its style sheets with one render-blocking request.
 
     The page's local style sheets in ``<head>`` (files under ``static``), in their order, are
@@ -492,22 +478,18 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
     sheet's place and lists the bundled sheets in ``data-gradpath-sheets`` (so that a page
     Sphinx does not rewrite on the next build is bundled again from the current sheets).
     Font Awesome's ``all.min.css`` is bundled as its :data:`ICON_CSS` where
-    :func:`subset_icon_fonts` wrote one. Sheets whose path contains one of ``non_blocking``
-    are not bundled: they load with ``media="print"``
-    switched to ``all`` once loaded (and a ``<noscript>`` link), placed after the bundle; only
-    the theme's sheet, which comes before them, styles their classes, so the cascade is as
-    before. A sheet with a ``media`` attribute, a remote sheet, or a sheet that cannot be
-    bundled leaves the page as it is. The body is not changed.
+    :func:`subset_icon_fonts` wrote one (3 kB compressed: loaded late instead, it made the
+    header's buttons grow when their icons arrived). A sheet with a ``media`` attribute, a
+    remote sheet, or a sheet that cannot be bundled leaves the page as it is. The body is not
+    changed.
     """
     end = page.find("</head>")
     if end < 0:
         return page
     head, body = page[:end], page[end:]
-    head = _NOSCRIPT_LINK.sub(functools.partial(_drop_fallback, head), head)
     links = list(_STYLESHEET_LINK.finditer(head))
     prefix = Path(os.path.relpath(static, page_path.parent)).as_posix()
     sheets: list[Path] = []
-    deferred: list[str] = []
     for link in links:
         tag = link.group(0)
         bundled = _BUNDLED.search(tag)
@@ -518,17 +500,12 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
         if href is None:
             return page
         reference = html.unescape(href.group(1)).split("?")[0].split("#")[0]
-        if any(part in reference for part in non_blocking):
-            if href.group(1) not in deferred:
-                deferred.append(href.group(1))
-            continue
         target = (page_path.parent / reference).resolve()
-        late = "onload=\"this.media='all'\"" in tag  # loaded late by an earlier build
-        if (_MEDIA.search(tag) and not late) or _is_external(reference) or not target.is_file() \
+        if _MEDIA.search(tag) or _is_external(reference) or not target.is_file() \
                 or static.resolve() not in target.parents:
             return page
         sheets.append(target)
-    if len(sheets) < 2 and not deferred:
+    if len(sheets) < 2:
         return page
     key = tuple(Path(os.path.relpath(t.resolve(), static.resolve())).as_posix() for t in sheets)
     if key not in bundles:
@@ -543,12 +520,7 @@ def bundle_page_css(page: str, page_path: Path, static: Path,
         (static / bundle_name).write_text(text, encoding="utf-8")
         bundles[key] = bundle_name
     tags = (f'  <link rel="stylesheet" type="text/css" href="{prefix}/{bundles[key]}" '
-            f'data-gradpath-sheets="{html.escape(" ".join(key))}" />\n') if key else ""
-    for later in deferred:
-        tags += (f'  <link rel="stylesheet" type="text/css" href="{later}" media="print" '
-                 "onload=\"this.media='all'\" />\n"
-                 f'  <noscript><link rel="stylesheet" type="text/css" href="{later}" />'
-                 "</noscript>\n")
+            f'data-gradpath-sheets="{html.escape(" ".join(key))}" />\n')
     pieces, last = [], 0
     for index, link in enumerate(links):
         pieces.append(head[last:link.start()])
