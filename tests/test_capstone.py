@@ -198,6 +198,10 @@ def test_run_gradient_norms_match_the_per_layer_computation() -> None:
     tiny = torch.cat([grads[0][1].flatten(), grads[1][1].flatten()]).double()
     assert norm[1] == pytest.approx(float(tiny.pow(2).sum().sqrt()), rel=1e-12)
     assert 0 < norm[1] < 1e-20                                # neither 0 nor float32's inf
+    # the same runs without the non-finite one take the fast path (one float64 sum, no check
+    # entry by entry) and must give the same norms
+    finite_fast, norm_fast = run_gradient_norms([g[:2] for g in grads])
+    assert finite_fast.all() and torch.allclose(norm_fast, per_layer[:2], rtol=1e-12, atol=0)
 
 
 def test_seed_runs_stop_a_broken_run() -> None:

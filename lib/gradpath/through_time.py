@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from gradpath._checks import check_int, check_tensor
-from gradpath.probes import preserved_rng
+from gradpath.probes import preserved_rng, rng_devices
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 Cell = Callable[[torch.Tensor, Any], Any]
@@ -311,10 +311,8 @@ def _working_copy(model: Any, dtype: torch.dtype | None) -> Any:
 
 
 def _devices(x: torch.Tensor, model: Any) -> list[torch.device]:
-    found = {x.device}
-    if isinstance(model, nn.Module):
-        found |= {p.device for p in model.parameters()}
-    return list(found)
+    # the model may be a plain function of the input (no parameters of its own)
+    return rng_devices(x, *([model] if isinstance(model, nn.Module) else []))
 
 
 def _random_direction(size: int, seed: int, like: torch.Tensor) -> torch.Tensor:

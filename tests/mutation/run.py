@@ -147,7 +147,7 @@ def rerun_survivors(conf: dict, module: str, jobs: int, only: list[str] | None =
     sample_path = WORK / module / "sample.json"
     if sample_path.exists():
         sample = json.loads(sample_path.read_text())
-        done = set(sample.get("done", sample["names"]))
+        done = set(sample["done"])
         names = [n for n in c["survived"] + c["timeout"] if n in done]
     if only is not None:
         unknown = sorted(set(only) - set(names))
@@ -228,7 +228,7 @@ def sample_report(module: str) -> None:
     if not path.exists() or c is None:
         return
     sample = json.loads(path.read_text())
-    names = set(sample.get("done", sample["names"]))
+    names = set(sample["done"])
     killed = sum(1 for n in c["killed"] if n in names)
     timeout = sum(1 for n in c["timeout"] if n in names)
     survived = sum(1 for n in c["survived"] if n in names)

@@ -501,7 +501,7 @@ def train_recipe_variants(variants: dict[Any, tuple[Recipe, dict[str, float] | N
     rounding: the optimizer runs at learning rate 1 and each run's step is then scaled by its
     own ``lr · warm-up multiplier`` (SGD: the gradient is scaled first). Folding the rate into
     the gradient is exact only for plain SGD and Adam as built here (no momentum, no weight decay:
-    with either, the step is not linear in the rate); recipes offer no other optimizer.
+    with either, the step is not linear in the rate); any other optimizer raises ValueError.
 
     Returns:
         ``key -> SeedRuns``, in the order of ``variants``.
